@@ -1,0 +1,99 @@
+"""The adapter contract: everything model-specific lives behind this Protocol.
+
+An adapter has no state beyond constants and never loads weights; the model and processor are
+handed in. The core (``egr_core.explain``) drives the adapter like this, for one question on a page
+view plus zero or more crops::
+
+    prep = adapter.prepare(processor, images, question)       # chat template + processor
+    feats = [cache_or(adapter.encode_image(model, prep, i))   # vision tower, under no_grad,
+             for i in range(len(images))]                     # once per distinct image
+    embeds = adapter.embed(model, prep, feats)                # (1, T, D) features scattered in
+    leaf = embeds.detach().requires_grad_(True)
+    logits = adapter.next_token_logits(model, prep, leaf)     # (1, V) at the last prompt position
+    H = entropy(logits); dH/dleaf[0, prep.image_positions]    # -> per-token scores (N,)
+    scores -> grids via prep.layout                           # spans in raster order
+    text = adapter.generate(model, processor, prep, embeds, max_new_tokens)
+
+Counts are checked loudly by the core: ``len(prep.image_positions) == prep.layout.n_tokens`` and
+``sum(len(f) for f in feats) == len(prep.image_positions)``, else ``TokenLayoutMismatchError``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Protocol, runtime_checkable
+
+import torch
+from PIL import Image
+
+from egr_core.types import TokenLayout
+
+
+@dataclass(frozen=True)
+class PreparedInputs:
+    """Processor output for one prompt (batch size 1).
+
+    Attributes:
+        model_inputs: what the processor returned (input_ids (1, T), attention_mask (1, T),
+            pixel_values, image_grid_thw, mm_token_type_ids, ...).
+        image_positions: (N,) indices into the sequence of every image placeholder token, in
+            prompt order (BOI/EOI/row/col marker tokens excluded).
+        layout: the grids those N tokens form, in the same order.
+        image_token_counts: tokens per input image, in order (sums to N).
+        image_sizes: (width_px, height_px) of each input image as handed in.
+        cache_keys: one hashable key per input image, stable for identical pixels; the core
+            caches ``encode_image`` results under it.
+        extra: adapter-private values (e.g. rope positions).
+    """
+
+    model_inputs: dict[str, torch.Tensor]
+    image_positions: torch.Tensor
+    layout: TokenLayout
+    image_token_counts: tuple[int, ...]
+    image_sizes: tuple[tuple[int, int], ...]
+    cache_keys: tuple[Any, ...]
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@runtime_checkable
+class VLMAdapter(Protocol):
+    #: HF ``config.model_type`` strings this adapter serves (registry key).
+    model_types: ClassVar[tuple[str, ...]]
+    #: Per-adapter overrides of ``EgrConfig`` fields (e.g. ``{"sigma": 2.5}``).
+    config_defaults: ClassVar[dict[str, Any]]
+
+    def prepare(
+        self, processor: Any, images: list[Image.Image], question: str
+    ) -> PreparedInputs:
+        """Apply the chat template (images first, then the question, generation prompt on)."""
+        ...
+
+    def encode_image(self, model: Any, prepared: PreparedInputs, index: int) -> torch.Tensor:
+        """Vision tower + projector for input image ``index``: (N_i, D) decoder-ready features."""
+        ...
+
+    def embed(
+        self, model: Any, prepared: PreparedInputs, features: list[torch.Tensor]
+    ) -> torch.Tensor:
+        """Token embeddings (1, T, D) with ``features`` scattered into the placeholders."""
+        ...
+
+    def next_token_logits(
+        self, model: Any, prepared: PreparedInputs, inputs_embeds: torch.Tensor
+    ) -> torch.Tensor:
+        """One decoder forward; logits (1, V) at the last prompt position. Caller owns grad mode.
+
+        Positions must be the model's real ones (Qwen: M-RoPE from ``get_rope_index``).
+        """
+        ...
+
+    def generate(
+        self,
+        model: Any,
+        processor: Any,
+        prepared: PreparedInputs,
+        inputs_embeds: torch.Tensor,
+        max_new_tokens: int,
+    ) -> str:
+        """Greedy answer text from precomputed embeddings (no second vision pass)."""
+        ...

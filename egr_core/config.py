@@ -1,0 +1,80 @@
+"""Method knobs for Entropy-Gradient Grounding, with a stable hash for provenance."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any, Literal
+
+ThresholdRule = Literal["elbow", "fraction"]
+SEVariant = Literal["smoothed", "llava"]
+
+
+@dataclass(frozen=True, slots=True)
+class EgrConfig:
+    """Knobs of the method (see ``shared/design/method.md``).
+
+    Attributes:
+        sigma: Gaussian smoothing of a block's map, in grid cells.
+        threshold: "elbow" of sorted smoothed values, or "fraction" of the max.
+        threshold_fraction: the fraction used by the "fraction" rule.
+        top_k: evidence regions kept per round.
+        se_variant: "smoothed" (B = S) or "llava" (B = relu(S - 2 mean S)).
+        max_rounds: zoom rounds after the page-only round; 0 = plain answer, no grounding.
+        max_new_tokens: generation budget for the answer.
+        crop_pixels: target pixel budget (long side) a crop is rendered at.
+        min_crop: smallest crop side, as a fraction of the page, so a zoom never collapses.
+        crop_pad: padding added around a region before cropping, as a fraction of its size.
+    """
+
+    sigma: float = 1.5
+    threshold: ThresholdRule = "elbow"
+    threshold_fraction: float = 0.5
+    top_k: int = 3
+    se_variant: SEVariant = "smoothed"
+    max_rounds: int = 3
+    max_new_tokens: int = 32
+    crop_pixels: int = 448
+    min_crop: float = 0.05
+    crop_pad: float = 0.1
+
+    def __post_init__(self) -> None:
+        if not self.sigma >= 0:
+            raise ValueError(f"sigma must be >= 0, got {self.sigma}")
+        if self.threshold not in ("elbow", "fraction"):
+            raise ValueError(f"threshold must be 'elbow' or 'fraction', got {self.threshold!r}")
+        if not 0 < self.threshold_fraction < 1:
+            raise ValueError(f"threshold_fraction must be in (0, 1), got {self.threshold_fraction}")
+        if self.top_k < 1:
+            raise ValueError(f"top_k must be >= 1, got {self.top_k}")
+        if self.se_variant not in ("smoothed", "llava"):
+            raise ValueError(f"se_variant must be 'smoothed' or 'llava', got {self.se_variant!r}")
+        if self.max_rounds < 0:
+            raise ValueError(f"max_rounds must be >= 0, got {self.max_rounds}")
+        if self.max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
+        if self.crop_pixels < 28:
+            raise ValueError(f"crop_pixels must be >= 28, got {self.crop_pixels}")
+        if not 0 < self.min_crop <= 1:
+            raise ValueError(f"min_crop must be in (0, 1], got {self.min_crop}")
+        if not 0 <= self.crop_pad <= 1:
+            raise ValueError(f"crop_pad must be in [0, 1], got {self.crop_pad}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def config_hash(self) -> str:
+        """A stable 16-hex-digit hash of the knobs (sorted JSON, sha256)."""
+        blob = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+    def replace(self, **changes: Any) -> EgrConfig:
+        return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def for_adapter(cls, defaults: dict[str, Any], **overrides: Any) -> EgrConfig:
+        """The adapter's defaults, then explicit overrides (None values are ignored)."""
+        merged = {**defaults, **{k: v for k, v in overrides.items() if v is not None}}
+        return cls(**merged)
