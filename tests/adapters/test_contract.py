@@ -1,0 +1,231 @@
+"""The VLMAdapter contract, checked on a tiny random checkpoint of every registered model type."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image, ImageDraw
+
+from egr_core import layout as lay
+from egr_core.adapters import get_adapter
+from egr_core.adapters.base import VLMAdapter
+from egr_core.config import EgrConfig
+from egr_core.errors import TokenLayoutMismatchError
+from egr_core.types import Box
+
+from .conftest import TinyVLM, make_page
+
+QUESTION = "What is the total amount?"
+
+
+def _hook_count(model: torch.nn.Module) -> int:
+    n = 0
+    for m in model.modules():
+        n += len(m._forward_hooks) + len(m._forward_pre_hooks)
+        n += len(m._backward_hooks) + len(m._backward_pre_hooks)
+    return n
+
+
+def _encode_all(t: TinyVLM, prep: Any) -> list[torch.Tensor]:
+    return [t.adapter.encode_image(t.model, prep, i) for i in range(len(prep.image_sizes))]
+
+
+def _cell_box(span: Any, r: int, c: int) -> Box:
+    """Image-normalised box of cell (r, c) of a span."""
+    return span.box.sub(Box(c / span.cols, r / span.rows, (c + 1) / span.cols, (r + 1) / span.rows))
+
+
+def test_registry_serves_the_model(tiny: TinyVLM) -> None:
+    assert isinstance(tiny.adapter, VLMAdapter)
+    assert tiny.model_type in type(tiny.adapter).model_types
+    assert type(get_adapter(tiny.model)) is type(tiny.adapter)
+    EgrConfig.for_adapter(type(tiny.adapter).config_defaults)  # defaults are valid knobs
+
+
+def test_every_adapter_has_a_tiny_builder() -> None:
+    from egr.tiny import tiny_model_types
+    from egr_core.adapters import supported_model_types
+
+    missing = sorted(set(supported_model_types()) - set(tiny_model_types()))
+    assert not missing, f"adapters without a tiny checkpoint builder: {missing}"
+
+
+def test_placeholders_equal_grid_cells(tiny: TinyVLM, page: Image.Image) -> None:
+    crop = page.crop((0, 100, 300, 180))  # wide crop, 300x80
+    prep = tiny.adapter.prepare(tiny.processor, [page, crop], QUESTION)
+    ids = prep.model_inputs["input_ids"][0]  # (T,)
+    pos = prep.image_positions
+    assert pos.ndim == 1 and len(pos) == prep.layout.n_tokens == sum(prep.image_token_counts)
+    assert bool((pos[1:] > pos[:-1]).all()) and int(pos[0]) >= 0 and int(pos[-1]) < len(ids)
+    # spans tile the image-token sequence in order, and each image's spans sum to its count
+    start = 0
+    for span in prep.layout.spans:
+        assert span.start == start
+        start += span.n_tokens
+    for i, count in enumerate(prep.image_token_counts):
+        assert sum(s.n_tokens for s in prep.layout.spans if s.image_index == i) == count
+    assert prep.image_sizes == ((300, 400), (300, 80))
+    assert len(prep.cache_keys) == 2 and prep.cache_keys[0] != prep.cache_keys[1]
+    # the placeholders hold the image token id only
+    assert len(set(ids[pos].tolist())) == 1
+
+
+def test_features_embeddings_gradient_and_map_shape(tiny: TinyVLM, page: Image.Image) -> None:
+    model, adapter = tiny.model, tiny.adapter
+    prep = adapter.prepare(tiny.processor, [page], QUESTION)
+    before = {k: v.clone() for k, v in prep.model_inputs.items()}
+    feats = _encode_all(tiny, prep)
+    assert [f.shape[0] for f in feats] == list(prep.image_token_counts)
+    assert not any(f.requires_grad for f in feats)
+    embeds = adapter.embed(model, prep, feats)  # (1, T, D)
+    d = model.get_input_embeddings().weight.shape[1]
+    assert embeds.shape == (1, prep.model_inputs["input_ids"].shape[1], d)
+    torch.testing.assert_close(embeds[0, prep.image_positions], torch.cat(feats)[:, :d])
+
+    leaf = embeds.detach().requires_grad_(True)
+    logits = adapter.next_token_logits(model, prep, leaf)
+    assert logits.shape == (1, model.get_output_embeddings().weight.shape[0])
+    assert logits.dtype == torch.float32
+    h = -(logits.softmax(-1) * logits.log_softmax(-1)).sum()
+    h.backward()
+    grad = leaf.grad[0, prep.image_positions]  # (N, D)
+    assert grad.shape == (len(prep.image_positions), d) and bool(grad.abs().sum() > 0)
+    assert all(p.grad is None for p in model.parameters()), "a weight received a gradient"
+    grids = lay.scores_to_grids(grad.norm(dim=-1).numpy(), prep.layout, [Box.full()])
+    assert [g.scores.shape for g in grids] == [(s.rows, s.cols) for s in prep.layout.spans]
+    for k, v in prep.model_inputs.items():  # inputs not mutated
+        torch.testing.assert_close(v, before[k], rtol=0, atol=0)
+
+
+def test_logits_match_the_model_forward(tiny: TinyVLM, page: Image.Image) -> None:
+    """Positions are the model's own (M-RoPE for Qwen): same logits as a plain forward."""
+    prep = tiny.adapter.prepare(tiny.processor, [page, page.crop((50, 50, 250, 150))], QUESTION)
+    with torch.no_grad():
+        embeds = tiny.adapter.embed(tiny.model, prep, _encode_all(tiny, prep))
+        ours = tiny.adapter.next_token_logits(tiny.model, prep, embeds)
+        ref = tiny.model(**prep.model_inputs).logits[:, -1, :].float()
+    torch.testing.assert_close(ours, ref, rtol=1e-4, atol=1e-4)
+
+
+def test_one_hot_token_maps_to_a_box_covering_its_pixels(tiny: TinyVLM) -> None:
+    """Paint a dark block inside one cell's pixels; the token whose features change most is
+    that cell, and a one-hot score on it maps (via the layout) to a box covering the block."""
+    adapter, model = tiny.adapter, tiny.model
+    base = Image.new("RGB", (300, 400), "white")  # non-square
+    prep0 = adapter.prepare(tiny.processor, [base], QUESTION)
+    f0 = adapter.encode_image(model, prep0, 0)
+    spans = [s for s in prep0.layout.spans if s.image_index == 0 and s.kind != "thumbnail"]
+    for span in (spans[0], spans[-1]) if len(spans) > 1 else (spans[0],):
+        for r, c in ((0, 0), (span.rows - 1, span.cols - 1), (span.rows // 2, span.cols // 3)):
+            cell = _cell_box(span, r, c)
+            block = Box(
+                cell.x0 + 0.25 * cell.width, cell.y0 + 0.25 * cell.height,
+                cell.x1 - 0.25 * cell.width, cell.y1 - 0.25 * cell.height,
+            )  # fmt: skip
+            img = base.copy()
+            ImageDraw.Draw(img).rectangle(
+                [block.x0 * 300, block.y0 * 400, block.x1 * 300 - 1, block.y1 * 400 - 1], fill=0
+            )
+            prep = adapter.prepare(tiny.processor, [img], QUESTION)
+            change = (adapter.encode_image(model, prep, 0) - f0).norm(dim=-1)  # (N_0,)
+            local = change[span.start : span.start + span.n_tokens]
+            k = int(local.argmax())
+            assert (k // span.cols, k % span.cols) == (r, c), (
+                f"{tiny.model_type}: block in cell {(r, c)} of a {span.rows}x{span.cols} span "
+                f"changed token {(k // span.cols, k % span.cols)} most"
+            )
+            one_hot = np.zeros(prep.layout.n_tokens, dtype=np.float32)
+            one_hot[span.start + k] = 1.0
+            grids = lay.scores_to_grids(one_hot, prep.layout, [Box.full()])
+            blk = next(b for b in lay.blocks(grids) if b.scores.max() > 0)
+            rr, cc = np.unravel_index(int(blk.scores.argmax()), blk.scores.shape)
+            mapped = blk.cell_box(int(rr), int(cc), int(rr), int(cc))
+            assert mapped.contains(block, tol=1e-6), (mapped, block)
+            assert mapped.area <= cell.area + 1e-9
+
+
+def test_page_cache_keys_shared_across_questions(tiny: TinyVLM, page: Image.Image) -> None:
+    keys = {tiny.adapter.prepare(tiny.processor, [page], q).cache_keys[0] for q in ("a?", "bb?")}
+    assert len(keys) == 1
+    other = tiny.adapter.prepare(tiny.processor, [make_page(seed=5)], "a?").cache_keys[0]
+    assert other not in keys
+
+
+def test_page_encoded_once_for_several_questions(
+    tiny: TinyVLM, page: Image.Image, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from egr_core.explain import EntropyGradientGrounding
+
+    adapter = tiny.adapter
+    encoded: list[Any] = []
+    real = adapter.encode_image
+
+    def counting(model: Any, prep: Any, index: int) -> torch.Tensor:
+        encoded.append(prep.cache_keys[index])
+        return real(model, prep, index)
+
+    monkeypatch.setattr(adapter, "encode_image", counting)
+    cfg = EgrConfig.for_adapter(type(adapter).config_defaults, max_rounds=1, max_new_tokens=3)
+    egg = EntropyGradientGrounding(tiny.model, tiny.processor, adapter, cfg)
+    hooks = _hook_count(tiny.model)
+    answers = egg.ground(page, ["What is the total?", "Who signed it?", "When was it dated?"])
+    assert len(answers) == 3
+    page_key = adapter.prepare(tiny.processor, [page], "x?").cache_keys[0]
+    assert encoded.count(page_key) == 1, f"page view encoded {encoded.count(page_key)} times"
+    assert len(encoded) == len(set(encoded)), "an image was encoded twice"
+    assert egg.stats["vision_encodes"] == len(encoded)
+    assert _hook_count(tiny.model) == hooks
+
+
+def test_no_hooks_or_grad_state_left_after_a_raising_forward(
+    tiny: TinyVLM, page: Image.Image, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from egr_core.explain import EntropyGradientGrounding
+
+    adapter, model = tiny.adapter, tiny.model
+    real = adapter.next_token_logits
+
+    def boom(m: Any, prep: Any, embeds: torch.Tensor) -> torch.Tensor:
+        real(m, prep, embeds)
+        raise RuntimeError("forward failed on purpose")
+
+    hooks, grad_on = _hook_count(model), torch.is_grad_enabled()
+    flags = [p.requires_grad for p in model.parameters()]
+    monkeypatch.setattr(adapter, "next_token_logits", boom)
+    egg = EntropyGradientGrounding(model, tiny.processor, adapter)
+    with pytest.raises(RuntimeError, match="on purpose"):
+        egg.ground(page, ["What is the total?"])
+    # and a forward that raises inside the decoder itself (bad hidden size)
+    monkeypatch.setattr(adapter, "next_token_logits", real)
+    prep = adapter.prepare(tiny.processor, [page], QUESTION)
+    bad = torch.zeros(1, prep.model_inputs["input_ids"].shape[1], 3)
+    with pytest.raises((RuntimeError, ValueError)):
+        adapter.embed(model, prep, _encode_all(tiny, prep))
+        adapter.next_token_logits(model, prep, bad)
+    assert _hook_count(model) == hooks
+    assert torch.is_grad_enabled() == grad_on
+    assert [p.requires_grad for p in model.parameters()] == flags
+
+
+def test_feature_rows_mismatch_raises_with_both_numbers(tiny: TinyVLM, page: Image.Image) -> None:
+    prep = tiny.adapter.prepare(tiny.processor, [page], QUESTION)
+    feats = _encode_all(tiny, prep)
+    n = len(prep.image_positions)
+    with pytest.raises(TokenLayoutMismatchError) as err:
+        tiny.adapter.embed(tiny.model, prep, [feats[0][:-1]])
+    assert str(n) in str(err.value) and str(n - 1) in str(err.value)
+
+
+def test_generate_equals_model_generate(tiny: TinyVLM, page: Image.Image) -> None:
+    """Greedy answer from precomputed embeddings == model.generate on the processor inputs."""
+    prep = tiny.adapter.prepare(tiny.processor, [page, page.crop((0, 0, 150, 120))], QUESTION)
+    with torch.no_grad():
+        embeds = tiny.adapter.embed(tiny.model, prep, _encode_all(tiny, prep))
+        ours = tiny.adapter.generate(tiny.model, tiny.processor, prep, embeds, 10)
+        ids = tiny.model.generate(**prep.model_inputs, max_new_tokens=10, do_sample=False)
+    n = prep.model_inputs["input_ids"].shape[1]
+    ref = tiny.processor.tokenizer.decode(ids[0, n:].tolist(), skip_special_tokens=True).strip()
+    assert ours == ref
