@@ -1,0 +1,178 @@
+"""``egr ask PDF "QUESTION"``: answer one question about one PDF and show where it came from.
+
+Without ``--page`` every page is scored by the first-answer-token entropy of [page] + question
+(one forward each, no backward) and the page with the *lowest* entropy (the model is most
+confident it can answer there) is grounded. With ``--page N`` (0-based) only that page is used.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from egr.commands.query import fail
+
+
+def _num(x: float) -> float | str:
+    """JSON-safe float (inf/nan as strings)."""
+    return x if math.isfinite(x) else str(x)
+
+
+def ask(
+    pdf: Path,
+    question: str,
+    *,
+    page: int | None,
+    model: str,
+    device: str,
+    max_rounds: int | None = None,
+    page_pixels: int = 1_600_000,
+) -> dict[str, Any]:
+    """Load the model, pick the page, ground the question; everything as one JSON-able dict."""
+    from egr_core.config import EgrConfig
+    from egr_core.documents import open_pdf
+    from egr_core.errors import InputError
+    from egr_core.explain import EntropyGradientGrounding
+    from egr_core.loading import load_vlm
+
+    vlm = load_vlm(model, device=device)
+    with open_pdf(pdf) as doc:
+        if page is not None and not 0 <= page < doc.n_pages:
+            raise InputError(f"{pdf}: --page {page} is out of range (the PDF has {doc.n_pages})")
+        cfg = EgrConfig.for_adapter(vlm.adapter.config_defaults, max_rounds=max_rounds)
+        egg = EntropyGradientGrounding(vlm.model, vlm.processor, vlm.adapter, cfg)
+
+        def render(i: int):
+            return doc.render_page(i, max_pixels=page_pixels, max_side=4096).image
+
+        ranking: list[dict[str, Any]] = []
+        if page is None:
+            for i in range(doc.n_pages):
+                ranking.append({"page": i, "entropy": egg.first_token_entropy(render(i), question)})
+            ranking.sort(key=lambda r: r["entropy"])
+            page = int(ranking[0]["page"])
+        image = render(page)
+        geom = doc.page_geometry(page)
+        (ans,) = egg.ground(
+            image, [question], lambda box, px: doc.render_clip(page, box, long_side_px=px)
+        )
+
+        def region(rank: int, r: Any) -> dict[str, Any]:
+            return {
+                "rank": rank,
+                "page": page,
+                "round": r.round,
+                "block": r.block,
+                "box_pt": [round(v, 2) for v in geom.box_to_points(r.box)],
+                "box": [round(v, 5) for v in r.box.as_tuple()],
+                "score": r.score,
+                "text": doc.text_in_box(page, r.box),
+            }
+
+        return {
+            "pdf": str(pdf),
+            "doc_id": doc.doc_id,
+            "question": question,
+            "page": page,
+            "page_ranking": ranking,
+            "answer": ans.answer,
+            "status": ans.status.value,
+            "stop_reason": ans.stop_reason,
+            "entropy_before": ans.entropy_before,
+            "entropy_after": ans.entropy_after,
+            "evidence": [region(k + 1, r) for k, r in enumerate(ans.evidence)],
+            "rounds": [
+                {
+                    "round": z.round,
+                    "crops_pt": [[round(v, 2) for v in geom.box_to_points(b)] for b in z.crops],
+                    "spatial_entropy": _num(z.spatial_entropy),
+                    "entropy": z.entropy,
+                    "regions": [region(k + 1, r) for k, r in enumerate(z.regions)],
+                    "timings_ms": {k: round(v, 1) for k, v in z.timings_ms.items()},
+                }
+                for z in ans.rounds
+            ],
+            "accepted_round": ans.extra.get("accepted_round"),
+            "model_id": model,
+            "model_type": vlm.model_type,
+            "config": cfg.to_dict(),
+            "config_hash": egg.config_hash,
+            "timings_ms": {k: round(v, 1) for k, v in ans.timings_ms.items()},
+        }
+
+
+def _print(result: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    con = Console()
+    if result["page_ranking"]:
+        ranks = ", ".join(f"p{r['page']}: {r['entropy']:.3f}" for r in result["page_ranking"][:5])
+        con.print(f"pages by first-token entropy (lowest first): {ranks}")
+    con.print(f"[bold]page {result['page']}[/bold]  Q: {result['question']}")
+    con.print(f"[bold green]A:[/bold green] {result['answer']}")
+    con.print(
+        f"status {result['status']}; entropy {result['entropy_before']:.3f} -> "
+        f"{result['entropy_after']:.3f}; stop reason: {result['stop_reason']}"
+    )
+    ev = Table(title="evidence (box in PDF points, displayed page, origin top-left)")
+    for col in ("rank", "page", "round", "box (pt)", "score", "text"):
+        ev.add_column(col)
+    for e in result["evidence"]:
+        box = ", ".join(f"{v:.1f}" for v in e["box_pt"])
+        ev.add_row(str(e["rank"]), str(e["page"]), str(e["round"]), box, f"{e['score']:.4g}",
+                   e["text"][:80])  # fmt: skip
+    con.print(ev)
+    rt = Table(title="rounds")
+    for col in ("round", "crops", "spatial entropy", "entropy", "regions", "ms"):
+        rt.add_column(col)
+    for z in result["rounds"]:
+        se = z["spatial_entropy"]
+        se_text = se if isinstance(se, str) else f"{se:.4f}"
+        rt.add_row(str(z["round"]), str(len(z["crops_pt"])), se_text,
+                   f"{z['entropy']:.3f}", str(len(z["regions"])),
+                   f"{sum(z['timings_ms'].values()):.0f}")  # fmt: skip
+    con.print(rt)
+
+
+def command(
+    pdf: Annotated[Path, typer.Argument(help="The PDF file.")],
+    question: Annotated[str, typer.Argument(help="The question to answer.")],
+    page: Annotated[
+        int | None,
+        typer.Option("--page", help="0-based page; default: the page with the lowest entropy."),
+    ] = None,
+    model: Annotated[
+        str | None, typer.Option("--model", "-m", help="Checkpoint: hub id or local directory.")
+    ] = None,
+    device: Annotated[str, typer.Option("--device", help="cpu | cuda | cuda:N.")] = "cpu",
+    max_rounds: Annotated[
+        int | None, typer.Option("--max-rounds", help="Zoom rounds (0 = plain answer).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Emit one JSON object.")] = False,
+) -> None:
+    """Answer QUESTION about PDF: ranked evidence boxes, every zoom round, the stop reason."""
+    from egr_core.errors import EgrError
+
+    if model is None:
+        raise fail(
+            "--model is required (no default reader ships yet): pass a hub id or a checkpoint "
+            "directory, e.g. one built with `egr tiny-model DIR`",
+            2,
+        )
+    if not question.strip():
+        raise fail("the question is empty", 2)
+    if not pdf.is_file():
+        raise fail(f"{pdf}: no such file", 2)
+    try:
+        result = ask(pdf, question, page=page, model=model, device=device, max_rounds=max_rounds)
+    except (EgrError, OSError, ValueError) as exc:
+        raise fail(str(exc), 1) from exc
+    if as_json:
+        typer.echo(json.dumps(result, indent=2))
+    else:
+        _print(result)

@@ -1,0 +1,327 @@
+"""Entropy-Gradient Grounding over a model you hand it (method.md; the captum-style method object).
+
+``EntropyGradientGrounding(model, processor, adapter, config).ground(page, questions, crop_fn)``
+returns one :class:`~egr_core.types.GroundedAnswer` per question. It never loads anything.
+
+Guarantees:
+- the vision tower runs under ``no_grad``, once per distinct input image per ``ground`` call (the
+  page view is shared by every question; keys are ``PreparedInputs.cache_keys``);
+- gradients reach only a detached copy of the decoder input embeddings (``torch.autograd.grad``);
+  parameters are frozen for the call and the model's training flags and ``requires_grad`` flags are
+  restored afterwards, also when the call raises; no hooks are registered.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from PIL import Image
+
+from egr_core import layout, regions
+from egr_core.adapters import PreparedInputs, VLMAdapter, get_adapter
+from egr_core.config import EgrConfig
+from egr_core.errors import InputError, TokenLayoutMismatchError
+from egr_core.imaging import CropFn, crop_box, raster_crop_fn
+from egr_core.relevance import entropy_gradient, frozen
+from egr_core.targets import check_finite, next_token_entropy
+from egr_core.types import Box, GroundedAnswer, Question, Region, RelevanceGrid, Status, ZoomRound
+from egr_core.zoom import RoundOutcome, zoom_loop
+
+#: Smallest image side (px) accepted when the adapter does not declare ``min_image_side``.
+DEFAULT_MIN_IMAGE_SIDE = 28
+
+
+@dataclass
+class _Call:
+    """Per-``ground`` state: encode cache, crop cache, and the stats counter to update."""
+
+    page: Image.Image
+    crop_fn: CropFn
+    features: dict[Any, torch.Tensor] = field(default_factory=dict)
+    crops: dict[tuple[float, ...], Image.Image] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class _RoundData:
+    prepared: PreparedInputs
+    embeds: torch.Tensor  # (1, T, D) detached
+    entropy: float
+    grids: tuple[RelevanceGrid, ...]
+    timings_ms: dict[str, float]
+
+
+def _ms(t0: float) -> float:
+    return (time.perf_counter() - t0) * 1000.0
+
+
+class EntropyGradientGrounding:
+    """EGG over a model, processor and adapter (see module docstring).
+
+    Args:
+        model: a loaded VLM (e.g. from :func:`egr_core.loading.load_vlm`).
+        processor: its processor.
+        adapter: the VLMAdapter; looked up from ``model.config.model_type`` when None.
+        config: the knobs; when None, ``EgrConfig`` with the adapter's ``config_defaults``.
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        processor: Any,
+        adapter: VLMAdapter | None = None,
+        config: EgrConfig | None = None,
+    ) -> None:
+        self.model = model
+        self.processor = processor
+        self.adapter = adapter if adapter is not None else get_adapter(model)
+        defaults = dict(getattr(self.adapter, "config_defaults", {}) or {})
+        self.config = config if config is not None else EgrConfig.for_adapter(defaults)
+        mt = getattr(getattr(model, "config", None), "model_type", None)
+        self.model_type = mt if isinstance(mt, str) else type(self.adapter).__name__
+        self.min_image_side = int(getattr(self.adapter, "min_image_side", DEFAULT_MIN_IMAGE_SIDE))
+        #: counts: vision_encodes, encode_cache_hits, forwards, backwards, generations, crops.
+        self.stats: Counter[str] = Counter()
+
+    @property
+    def config_hash(self) -> str:
+        return self.config.config_hash()
+
+    # ------------------------------------------------------------------ public verbs
+    def ground(
+        self,
+        page: Image.Image,
+        questions: Sequence[Question | str],
+        crop_fn: CropFn | None = None,
+    ) -> list[GroundedAnswer]:
+        """Answer every question about one page view, with evidence (or plainly if max_rounds=0).
+
+        Args:
+            page: the page view (PIL image).
+            questions: Question objects or plain strings (ids "q0", "q1", ... are assigned).
+            crop_fn: ``(page_box, long_side_px) -> image``; defaults to a raster crop of ``page``.
+
+        Raises:
+            InputError: empty question, no questions, or an image too small for the processor.
+            TokenLayoutMismatchError, NonFiniteEntropyError: see the adapter contract.
+        """
+        qs = self._questions(questions)
+        self._check_image(page, "page image")
+        call = _Call(page.convert("RGB"), crop_fn or raster_crop_fn(page))
+        with frozen(self.model):
+            return [self._ground_one(call, q) for q in qs]
+
+    def first_token_entropy(self, page: Image.Image, question: Question | str) -> float:
+        """First-answer-token entropy for [page] + question: one forward, no backward."""
+        (q,) = self._questions([question])
+        self._check_image(page, "page image")
+        call = _Call(page.convert("RGB"), raster_crop_fn(page))
+        with frozen(self.model), torch.no_grad():
+            prep, embeds, _ = self._embed(call, [call.page], q.text)
+            logits = self.adapter.next_token_logits(self.model, prep, embeds)  # (1, V)
+            self.stats["forwards"] += 1
+            return check_finite(next_token_entropy(logits)[0], f"question {q.question_id!r}")
+
+    # ------------------------------------------------------------------ steps
+    def _questions(self, questions: Sequence[Question | str]) -> list[Question]:
+        if isinstance(questions, (str, Question)):
+            questions = [questions]
+        if not questions:
+            raise InputError("no questions given")
+        out = []
+        for i, q in enumerate(questions):
+            if isinstance(q, Question):
+                out.append(q)
+            elif isinstance(q, str) and q.strip():
+                out.append(Question(f"q{i}", q.strip()))
+            else:
+                raise InputError(f"question {i} is empty or not a string: {q!r}")
+        return out
+
+    def _check_image(self, image: Any, what: str) -> None:
+        if not isinstance(image, Image.Image):
+            raise InputError(f"{what} must be a PIL image, got {type(image).__name__}")
+        if min(image.size) < self.min_image_side:
+            raise InputError(
+                f"{what} is {image.width}x{image.height} px, too small for the {self.model_type} "
+                f"processor (minimum side {self.min_image_side} px)"
+            )
+
+    def _crop(self, call: _Call, box: Box) -> Image.Image:
+        key = (*box.as_tuple(), self.config.crop_pixels)
+        if key not in call.crops:
+            img = call.crop_fn(box, self.config.crop_pixels).convert("RGB")
+            if min(img.size) < self.min_image_side:  # a thin crop: upscale, geometry unchanged
+                s = self.min_image_side / min(img.size)
+                img = img.resize((max(1, round(img.width * s)), max(1, round(img.height * s))))
+            call.crops[key] = img
+            self.stats["crops"] += 1
+        return call.crops[key]
+
+    def _embed(
+        self, call: _Call, images: list[Image.Image], text: str
+    ) -> tuple[PreparedInputs, torch.Tensor, dict[str, float]]:
+        """Prepare, encode (cached, no_grad), check counts and scatter: (1, T, D) embeddings."""
+        t = time.perf_counter()
+        prep = self.adapter.prepare(self.processor, images, text)
+        timings = {"prepare_ms": _ms(t)}
+        n = len(prep.image_positions)
+        layout.check_token_counts(n, prep.layout, self.model_type)
+        if sum(prep.image_token_counts) != n:
+            raise TokenLayoutMismatchError(
+                sum(prep.image_token_counts), n, self.model_type, "tokens per image vs placeholders"
+            )
+        t = time.perf_counter()
+        feats = []
+        with torch.no_grad():
+            for i, key in enumerate(prep.cache_keys):
+                f = call.features.get(key) if key is not None else None
+                if f is None:
+                    f = self.adapter.encode_image(self.model, prep, i)  # (N_i, D)
+                    self.stats["vision_encodes"] += 1
+                    if key is not None:
+                        call.features[key] = f
+                else:
+                    self.stats["encode_cache_hits"] += 1
+                if f.shape[0] != prep.image_token_counts[i]:
+                    raise TokenLayoutMismatchError(
+                        prep.image_token_counts[i], f.shape[0], self.model_type,
+                        f"features of image {i} vs its placeholders",
+                    )  # fmt: skip
+                feats.append(f)
+            timings["encode_ms"] = _ms(t)
+            t = time.perf_counter()
+            embeds = self.adapter.embed(self.model, prep, feats).detach()  # (1, T, D)
+        timings["embed_ms"] = _ms(t)
+        return prep, embeds, timings
+
+    def _map(self, call: _Call, q: Question, crops: tuple[Box, ...], rnd: int) -> _RoundData:
+        """One mapping round on [page, crops...]: entropy and raw grids."""
+        t = time.perf_counter()
+        images = [call.page, *(self._crop(call, b) for b in crops)]
+        crop_ms = _ms(t)
+        prep, embeds, timings = self._embed(call, images, q.text)
+        timings["crop_ms"] = crop_ms
+        t = time.perf_counter()
+        eg = entropy_gradient(
+            lambda e: self.adapter.next_token_logits(self.model, prep, e),
+            embeds,
+            prep.image_positions,
+            f"question {q.question_id!r}, round {rnd}, {len(crops)} crops",
+        )
+        self.stats["forwards"] += 1
+        self.stats["backwards"] += 1
+        timings["relevance_ms"] = _ms(t)
+        grids = layout.scores_to_grids(
+            eg.scores, prep.layout, (Box.full(), *crops), self.model_type
+        )
+        return _RoundData(prep, embeds, eg.entropy, grids, timings)
+
+    def _regions(self, grids: Sequence[RelevanceGrid], rnd: int) -> tuple[list[Region], float]:
+        """Top-K regions pooled over blocks, and the SE of the block holding the top region."""
+        cfg = self.config
+        found: list[tuple[Region, int]] = []
+        ses: list[float] = []
+        for bi, block in enumerate(layout.blocks(grids)):
+            a = regions.analyse(
+                block.scores,
+                sigma=cfg.sigma,
+                rule=cfg.threshold,
+                fraction=cfg.threshold_fraction,
+                se_variant=cfg.se_variant,
+            )
+            ses.append(a.spatial_entropy)
+            for c in a.components:
+                box = block.cell_box(c.r0, c.c0, c.r1, c.c1)
+                found.append((Region(box, c.score, block.image_index, rnd), bi))
+        found.sort(key=lambda rb: (-rb[0].score, rb[1], rb[0].box.y0, rb[0].box.x0))
+        top = found[: cfg.top_k]
+        se = ses[top[0][1]] if top else (ses[0] if ses else float("inf"))
+        return [r for r, _ in top], se
+
+    def _next_crops(self, call: _Call, top: Sequence[Region]) -> tuple[Box, ...]:
+        aspect = call.page.width / call.page.height
+        cfg = self.config
+        boxes = [
+            crop_box(r.box, pad=cfg.crop_pad, min_side=cfg.min_crop, page_aspect=aspect)
+            for r in top
+        ]
+        return tuple(dict.fromkeys(boxes))  # drop exact duplicates, keep rank order
+
+    def _generate(self, data: _RoundData) -> tuple[str, float]:
+        t = time.perf_counter()
+        with torch.no_grad():
+            text = self.adapter.generate(
+                self.model, self.processor, data.prepared, data.embeds, self.config.max_new_tokens
+            )
+        self.stats["generations"] += 1
+        return text.strip(), _ms(t)
+
+    def _ground_one(self, call: _Call, q: Question) -> GroundedAnswer:
+        t_all = time.perf_counter()
+        if self.config.max_rounds == 0:
+            with torch.no_grad():
+                prep, embeds, timings = self._embed(call, [call.page], q.text)
+                t = time.perf_counter()
+                logits = self.adapter.next_token_logits(self.model, prep, embeds)  # (1, V)
+                self.stats["forwards"] += 1
+                h = check_finite(next_token_entropy(logits)[0], f"question {q.question_id!r}")
+                timings["forward_ms"] = _ms(t)
+            answer, timings["generate_ms"] = self._generate(_RoundData(prep, embeds, h, (), {}))
+            timings["total_ms"] = _ms(t_all)
+            return GroundedAnswer(
+                q.question_id, q.text, answer, Status.OK, h, h, (), (), "plain", timings,
+                extra={"config_hash": self.config_hash},
+            )  # fmt: skip
+
+        def run_round(rnd: int, crops: tuple[Box, ...]) -> RoundOutcome[_RoundData]:
+            data = self._map(call, q, crops, rnd)
+            t = time.perf_counter()
+            top, se = self._regions(data.grids, rnd)
+            data.timings_ms["regions_ms"] = _ms(t)
+            return RoundOutcome(crops, tuple(top), se, data)
+
+        trail = zoom_loop(
+            run_round, lambda top: self._next_crops(call, top), self.config.max_rounds
+        )
+        final = trail.final
+        answer, gen_ms = self._generate(final.payload)
+        rounds = tuple(
+            ZoomRound(
+                round=i,
+                crops=o.crops,
+                grids=o.payload.grids,
+                regions=o.regions,
+                spatial_entropy=o.spatial_entropy,
+                entropy=o.payload.entropy,
+                timings_ms=dict(o.payload.timings_ms),
+            )
+            for i, o in enumerate(trail.rounds)
+        )
+        totals: dict[str, float] = {}
+        for r in rounds:
+            for k, v in r.timings_ms.items():
+                totals[k] = totals.get(k, 0.0) + v
+        totals["generate_ms"] = gen_ms
+        totals["total_ms"] = _ms(t_all)
+        return GroundedAnswer(
+            question_id=q.question_id,
+            question=q.text,
+            answer=answer,
+            status=Status.OK if final.regions else Status.NO_EVIDENCE,
+            entropy_before=rounds[0].entropy,
+            entropy_after=final.payload.entropy,
+            rounds=rounds,
+            evidence=final.regions,
+            stop_reason=trail.stop_reason,
+            timings_ms=totals,
+            extra={
+                "accepted_round": trail.accepted,
+                "final_crops": [b.as_tuple() for b in final.crops],
+                "config_hash": self.config_hash,
+            },
+        )

@@ -1,0 +1,103 @@
+"""Pure PIL helpers: crop boxes, pixel maths between page space and crop space, raster crops."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+
+from PIL import Image
+
+from egr_core.types import Box
+
+#: Given a normalised page box and a target long-side size in pixels, return the crop image.
+CropFn = Callable[[Box, int], Image.Image]
+
+#: A crop is never more elongated than this (long / short side, in page pixels), so that its short
+#: side survives the processor's minimum size.
+MAX_CROP_ASPECT = 4.0
+
+
+def box_to_pixels(box: Box, width_px: int, height_px: int) -> tuple[int, int, int, int]:
+    """Integer pixel rectangle (left, top, right, bottom) covering ``box``; at least 1 px wide."""
+    x0 = max(0, min(width_px - 1, int(box.x0 * width_px)))
+    y0 = max(0, min(height_px - 1, int(box.y0 * height_px)))
+    x1 = max(x0 + 1, min(width_px, round(box.x1 * width_px + 0.4999)))
+    y1 = max(y0 + 1, min(height_px, round(box.y1 * height_px + 0.4999)))
+    return x0, y0, x1, y1
+
+
+def _grow(lo: float, hi: float, size: float) -> tuple[float, float]:
+    """Grow [lo, hi] symmetrically to ``size`` (<= 1), shifted back inside [0, 1]."""
+    size = min(size, 1.0)
+    if hi - lo >= size:
+        return lo, hi
+    mid = (lo + hi) / 2
+    lo, hi = mid - size / 2, mid + size / 2
+    if lo < 0:
+        lo, hi = 0.0, size
+    if hi > 1:
+        lo, hi = 1.0 - size, 1.0
+    return max(lo, 0.0), min(hi, 1.0)
+
+
+def crop_box(
+    region: Box,
+    *,
+    pad: float,
+    min_side: float,
+    page_aspect: float = 1.0,
+    max_aspect: float = MAX_CROP_ASPECT,
+) -> Box:
+    """The page box to crop for a region: padded, at least ``min_side``, not too elongated.
+
+    Args:
+        region: the region's normalised page box.
+        pad: padding on each side, as a fraction of the region's width / height.
+        min_side: smallest crop side as a fraction of the page side.
+        page_aspect: page width / height in pixels (or points), for the elongation limit.
+        max_aspect: largest long/short side ratio of the crop in page pixels.
+    """
+    x0, x1 = region.x0 - pad * region.width, region.x1 + pad * region.width
+    y0, y1 = region.y0 - pad * region.height, region.y1 + pad * region.height
+    x0, x1 = max(x0, 0.0), min(x1, 1.0)
+    y0, y1 = max(y0, 0.0), min(y1, 1.0)
+    x0, x1 = _grow(x0, x1, min_side)
+    y0, y1 = _grow(y0, y1, min_side)
+    w_px, h_px = (x1 - x0) * page_aspect, (y1 - y0)  # in units of the page height
+    if w_px > max_aspect * h_px:
+        y0, y1 = _grow(y0, y1, w_px / max_aspect)
+    elif h_px > max_aspect * w_px:
+        x0, x1 = _grow(x0, x1, h_px / max_aspect / page_aspect)
+    return Box(x0, y0, x1, y1)
+
+
+def target_size(box: Box, page_size: tuple[int, int], long_side_px: int) -> tuple[int, int]:
+    """(width, height) in pixels of a crop of ``box`` whose long side is ``long_side_px``."""
+    w = box.width * page_size[0]
+    h = box.height * page_size[1]
+    scale = long_side_px / max(w, h)
+    return max(1, round(w * scale)), max(1, round(h * scale))
+
+
+def raster_crop_fn(page_image: Image.Image) -> CropFn:
+    """A CropFn cutting pixels out of one page raster (fallback when no PDF is at hand).
+
+    The crop is resampled (bicubic) so that its long side is the requested size; zooming past the
+    raster's resolution only interpolates (the documents layer re-renders losslessly instead).
+    """
+    page = page_image.convert("RGB")
+
+    def crop(box: Box, long_side_px: int) -> Image.Image:
+        rect = box_to_pixels(box, page.width, page.height)
+        size = target_size(box, page.size, long_side_px)
+        return page.crop(rect).resize(size, Image.Resampling.BICUBIC)
+
+    return crop
+
+
+def image_key(image: Image.Image) -> str:
+    """A stable key for identical pixels (mode, size and sha1 of the bytes); for encode caches."""
+    h = hashlib.sha1(usedforsecurity=False)
+    h.update(f"{image.mode}:{image.width}x{image.height}:".encode())
+    h.update(image.tobytes())
+    return h.hexdigest()

@@ -1,0 +1,90 @@
+"""The zoom-and-reground loop (method.md section 3): pure control over two callables.
+
+Round 0 maps the page view alone. Each further round cuts crops from the last *accepted* round's
+top-K regions (page coordinates; a region found inside a crop is a smaller page box, so crops of
+crops zoom deeper), maps [page, crops...] and compares its spatial entropy ``e`` with the accepted
+one ``e_prev``: ``e >= e_prev`` stops the loop and keeps the previous crops ("stop and use previous
+crop"); otherwise the round is accepted and replaces the previous crops. The loop also stops when a
+round finds no region, and after ``max_rounds`` zoom rounds.
+
+Stop reasons: "no_region" (the last round found nothing; the previous round's crops are kept, none
+if it was round 0), "se_increase", "max_rounds".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+from egr_core.types import Box, Region
+
+P = TypeVar("P")
+
+STOP_SE_INCREASE = "se_increase"
+STOP_MAX_ROUNDS = "max_rounds"
+STOP_NO_REGION = "no_region"
+
+
+@dataclass(frozen=True, slots=True)
+class RoundOutcome(Generic[P]):
+    """What one mapping round produced.
+
+    Attributes:
+        crops: the page boxes of the crops fed in this round (empty in round 0).
+        regions: ranked top-K regions, page coordinates.
+        spatial_entropy: SE of the block holding the top region.
+        payload: whatever the caller wants to keep (grids, embeddings, timings).
+    """
+
+    crops: tuple[Box, ...]
+    regions: tuple[Region, ...]
+    spatial_entropy: float
+    payload: P
+
+
+@dataclass(frozen=True, slots=True)
+class ZoomTrail(Generic[P]):
+    """Every round run, which one was accepted last, and why the loop stopped."""
+
+    rounds: tuple[RoundOutcome[P], ...]
+    accepted: int  # index into rounds of the last accepted round (0 = page only)
+    stop_reason: str
+
+    @property
+    def final(self) -> RoundOutcome[P]:
+        """The accepted round whose crops the answer uses."""
+        return self.rounds[self.accepted]
+
+
+def zoom_loop(
+    run_round: Callable[[int, tuple[Box, ...]], RoundOutcome[P]],
+    next_crops: Callable[[Sequence[Region]], tuple[Box, ...]],
+    max_rounds: int,
+) -> ZoomTrail[P]:
+    """Run round 0 on the page, then zoom while the spatial entropy strictly decreases.
+
+    Args:
+        run_round: ``(round_index, crop_boxes) -> RoundOutcome``; round 0 gets no crops.
+        next_crops: top-K regions of the accepted round -> the page boxes to crop next.
+        max_rounds: zoom rounds after round 0 (>= 1 here; 0 is plain mode, handled by callers).
+
+    Returns:
+        The trail of rounds, the accepted index and the stop reason.
+    """
+    if max_rounds < 1:
+        raise ValueError(f"zoom_loop needs max_rounds >= 1, got {max_rounds}")
+    rounds = [run_round(0, ())]
+    if not rounds[0].regions:
+        return ZoomTrail(tuple(rounds), 0, STOP_NO_REGION)
+    accepted = 0
+    for i in range(1, max_rounds + 1):
+        crops = next_crops(rounds[accepted].regions)
+        outcome = run_round(i, crops)
+        rounds.append(outcome)
+        if not outcome.regions:
+            return ZoomTrail(tuple(rounds), accepted, STOP_NO_REGION)
+        if outcome.spatial_entropy >= rounds[accepted].spatial_entropy:
+            return ZoomTrail(tuple(rounds), accepted, STOP_SE_INCREASE)
+        accepted = i
+    return ZoomTrail(tuple(rounds), accepted, STOP_MAX_ROUNDS)

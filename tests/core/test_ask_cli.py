@@ -1,0 +1,67 @@
+"""``egr ask`` end to end on a tiny random Qwen2.5-VL checkpoint and a two-page PDF."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pymupdf
+import pytest
+from typer.testing import CliRunner
+
+from egr.cli import app
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def tiny_qwen(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    import torch
+
+    from egr.tiny import build_tiny
+
+    torch.set_num_threads(1)
+    return build_tiny("qwen2_5_vl", tmp_path_factory.mktemp("tiny") / "qwen2_5_vl")
+
+
+@pytest.fixture(scope="module")
+def pdf(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("pdf") / "two.pdf"
+    doc = pymupdf.open()
+    for i in range(2):
+        page = doc.new_page(width=612, height=792)
+        page.insert_text((72, 100), f"Invoice number: INV-{1000 + i}", fontsize=14)
+        page.insert_text((72, 400), "Total due: 1,234.56 EUR", fontsize=12)
+    doc.save(path)
+    return path
+
+
+def test_ask_json_ranks_pages_and_reports_rounds(tiny_qwen: Path, pdf: Path) -> None:
+    args = ["ask", str(pdf), "What is the total?", "--model", str(tiny_qwen), "--json"]
+    res = CliRunner().invoke(app, [*args, "--max-rounds", "1"])
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout[res.stdout.index("{") :])
+    assert [r["page"] for r in out["page_ranking"]] and out["page"] == out["page_ranking"][0][
+        "page"
+    ]
+    assert out["stop_reason"] in ("se_increase", "max_rounds", "no_region")
+    assert 1 <= len(out["rounds"]) <= 2 and out["model_type"] == "qwen2_5_vl"
+    for ev in out["evidence"]:
+        x0, y0, x1, y1 = ev["box_pt"]
+        assert 0 <= x0 < x1 <= 612 and 0 <= y0 < y1 <= 792
+        assert isinstance(ev["text"], str)
+
+
+def test_ask_with_page_and_plain_mode(tiny_qwen: Path, pdf: Path) -> None:
+    args = ["ask", str(pdf), "What?", "--model", str(tiny_qwen), "--page", "1", "--json"]
+    res = CliRunner().invoke(app, [*args, "--max-rounds", "0"])
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout[res.stdout.index("{") :])
+    assert out["page"] == 1 and out["page_ranking"] == [] and out["stop_reason"] == "plain"
+
+
+def test_ask_errors(pdf: Path, tiny_qwen: Path) -> None:
+    res = CliRunner().invoke(app, ["ask", str(pdf), "What?"])
+    assert res.exit_code == 2 and "--model is required" in res.output
+    res = CliRunner().invoke(app, ["ask", str(pdf), "What?", "-m", str(tiny_qwen), "--page", "7"])
+    assert res.exit_code == 1 and "out of range" in res.output

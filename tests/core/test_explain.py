@@ -1,0 +1,226 @@
+"""EntropyGradientGrounding on the analytic toy VLM (see egg_toy.py for the closed form)."""
+
+from __future__ import annotations
+
+import itertools
+import math
+from typing import Any, ClassVar
+
+import numpy as np
+import pytest
+import torch
+from egg_toy import (
+    FakeProcessor,
+    ToyAdapter,
+    ToyVLM,
+    V,
+    page_with_squares,
+)
+
+from egr_core import EgrConfig, EntropyGradientGrounding
+from egr_core.errors import InputError, NonFiniteEntropyError, TokenLayoutMismatchError
+from egr_core.targets import next_token_entropy
+from egr_core.types import Box, Status
+
+RED = (128, 64, 192, 128)  # px on a 256 px page: cells rows 4..7, cols 8..11 (16 px patches)
+RED_BOX = Box(0.5, 0.25, 0.75, 0.5)
+DISTRACTOR = (16, 176, 48, 208)  # a smaller red square
+BLUE = (32, 160, 64, 192)
+
+
+def make(config: EgrConfig | None = None, adapter: ToyAdapter | None = None):
+    model, processor = ToyVLM(), FakeProcessor()
+    adapter = adapter or ToyAdapter()
+    egg = EntropyGradientGrounding(model, processor, adapter, config or EgrConfig(crop_pixels=256))
+    return egg, model, adapter
+
+
+def iou(a: Box, b: Box) -> float:
+    inter = a.intersection(b)
+    return inter / (a.area + b.area - inter)
+
+
+def dh_ds(s: float) -> float:
+    """d/ds of the entropy of softmax(s * u), independently of the library (autograd on s)."""
+    st = torch.tensor(s, requires_grad=True)
+    u = torch.linspace(-3.0, 3.0, V)
+    p = torch.softmax(st * u, dim=0)
+    h = -(p * torch.log(p)).sum()
+    (g,) = torch.autograd.grad(h, st)
+    return float(g)
+
+
+def test_relevance_is_exactly_the_asked_colour_with_closed_form_values() -> None:
+    # red square covering cols 8..11 fully and half of col 12 (8 of 16 px)
+    page = page_with_squares(256, [("R", (128, 64, 200, 128)), ("B", BLUE)])
+    egg, _, _ = make(EgrConfig(crop_pixels=256, max_rounds=1))
+    (ans,) = egg.ground(page, ["R"])
+    grid = ans.rounds[0].grids[0]
+    assert grid.scores.shape == (16, 16) and grid.source_box == Box.full()
+    expected = np.zeros((16, 16))
+    s = 16 * 1.0 + 4 * 0.5**2  # s = sum_t (F_t . q)^2, q = e_red
+    expected[4:8, 8:12] = 2 * abs(dh_ds(s)) * 1.0
+    expected[4:8, 12] = 2 * abs(dh_ds(s)) * 0.5
+    np.testing.assert_allclose(grid.scores, expected, rtol=1e-4, atol=0)
+    r, c = np.unravel_index(np.argmax(grid.scores), grid.scores.shape)
+    assert 4 <= r <= 7 and 8 <= c <= 11
+    assert ans.rounds[0].entropy == pytest.approx(
+        float(next_token_entropy((s * torch.linspace(-3.0, 3.0, V))[None])[0]), rel=1e-5
+    )
+
+
+def test_zoom_loop_converges_on_the_top_region() -> None:
+    page = page_with_squares(256, [("R", RED), ("R", DISTRACTOR), ("B", BLUE)])
+    cfg = EgrConfig(crop_pixels=256, max_rounds=3, top_k=1, threshold="fraction")
+    egg, _, _ = make(cfg)
+    (ans,) = egg.ground(page, ["R"])
+    r0 = ans.rounds[0]
+    assert r0.crops == () and r0.regions[0].box == RED_BOX  # exactly the square's cells
+    assert ans.stop_reason in ("se_increase", "max_rounds")
+    accepted = ans.extra["accepted_round"]
+    assert accepted >= 1  # cropping away the distractor made the map more focused
+    ses = [ans.rounds[i].spatial_entropy for i in range(accepted + 1)]
+    assert all(b < a for a, b in itertools.pairwise(ses))
+    final_crops = [Box(*c) for c in ans.extra["final_crops"]]
+    assert final_crops and all(c.contains(RED_BOX) for c in final_crops)
+    distractor = Box(16 / 256, 176 / 256, 48 / 256, 208 / 256)
+    assert all(c.intersection(distractor) == 0 for c in final_crops)
+    top = ans.evidence[0]
+    assert top.block >= 1 and top.round == accepted  # found inside a crop, reported on the page
+    assert iou(top.box, RED_BOX) > 0.8
+    assert ans.entropy_after < ans.entropy_before
+    assert ans.status is Status.OK and len(ans.evidence) == 1
+
+
+def test_elbow_rule_also_zooms_onto_the_square() -> None:
+    page = page_with_squares(256, [("R", RED), ("R", DISTRACTOR)])
+    egg, _, _ = make(EgrConfig(crop_pixels=256, max_rounds=2, top_k=1))
+    (ans,) = egg.ground(page, ["R"])
+    assert ans.rounds[0].regions[0].box.contains(RED_BOX)
+    assert ans.evidence[0].box.contains(RED_BOX) or iou(ans.evidence[0].box, RED_BOX) > 0.5
+
+
+def test_page_encoded_once_for_many_questions_and_each_crop_once() -> None:
+    page = page_with_squares(256, [("R", RED), ("B", BLUE)])
+    egg, _, adapter = make(EgrConfig(crop_pixels=256, max_rounds=2))
+    answers = egg.ground(page, ["R", "B", "R please", "RB", "nothing"])
+    assert len(answers) == 5
+    page_key = adapter.encoded_keys[0]
+    assert adapter.encoded_keys.count(page_key) == 1
+    assert len(adapter.encoded_keys) == len(set(adapter.encoded_keys))  # every image once
+    assert egg.stats["vision_encodes"] == len(adapter.encoded_keys)
+    assert egg.stats["encode_cache_hits"] >= 4
+    assert egg.stats["backwards"] == sum(len(a.rounds) for a in answers)
+
+
+def test_plain_mode_through_the_same_api() -> None:
+    page = page_with_squares(256, [("R", RED)])
+    egg, _, _ = make(EgrConfig(max_rounds=0))
+    (ans,) = egg.ground(page, ["R"])
+    assert ans.stop_reason == "plain" and ans.rounds == () and ans.evidence == ()
+    assert ans.entropy_before == ans.entropy_after
+    assert ans.answer and egg.stats["backwards"] == 0
+    assert {"prepare_ms", "encode_ms", "forward_ms", "generate_ms", "total_ms"} <= set(
+        ans.timings_ms
+    )
+
+
+def test_question_the_image_cannot_answer_gives_no_evidence() -> None:
+    page = page_with_squares(256, [("R", RED)])
+    egg, _, _ = make()
+    (ans,) = egg.ground(page, ["what is this?"])  # no R/G/B: s = 0, uniform logits
+    assert ans.entropy_before == pytest.approx(math.log(V), rel=1e-6)
+    assert ans.stop_reason == "no_region" and ans.status is Status.NO_EVIDENCE
+    assert ans.evidence == () and math.isinf(ans.rounds[0].spatial_entropy)
+
+
+def test_first_token_entropy_matches_round_zero_without_backward() -> None:
+    page = page_with_squares(256, [("R", RED)])
+    egg, _, _ = make()
+    h = egg.first_token_entropy(page, "R")
+    assert egg.stats["backwards"] == 0
+    (ans,) = egg.ground(page, ["R"])
+    assert h == pytest.approx(ans.entropy_before, rel=1e-6)
+
+
+def _snapshot(model: torch.nn.Module):
+    return (
+        [m.training for m in model.modules()],
+        [p.requires_grad for p in model.parameters()],
+    )
+
+
+def _assert_pristine(model: torch.nn.Module, snap) -> None:
+    assert _snapshot(model) == snap
+    assert all(p.grad is None for p in model.parameters())
+    for m in model.modules():
+        assert not m._forward_hooks and not m._forward_pre_hooks
+        assert not m._backward_hooks and not m._backward_pre_hooks
+    mod = torch.nn.modules.module
+    assert not mod._global_forward_hooks and not mod._global_forward_pre_hooks
+    assert not mod._global_backward_hooks
+    assert torch.is_grad_enabled()
+
+
+def test_model_unchanged_after_success_and_after_a_raising_forward() -> None:
+    page = page_with_squares(256, [("R", RED)])
+    egg, model, _ = make(EgrConfig(crop_pixels=256, max_rounds=2))
+    model.train()
+    model.embed_tokens.weight.requires_grad_(False)  # a mixed pattern to restore
+    snap = _snapshot(model)
+    weights = {k: v.clone() for k, v in model.state_dict().items()}
+    egg.ground(page, ["R", "B"])
+    _assert_pristine(model, snap)
+    assert not any(model.encode_grad_modes)  # the vision tower ran under no_grad
+    model.explode = True
+    with pytest.raises(RuntimeError, match="exploded"):
+        egg.ground(page, ["R"])
+    _assert_pristine(model, snap)
+    for k, v in model.state_dict().items():
+        torch.testing.assert_close(v, weights[k], rtol=0, atol=0)
+
+
+def test_token_layout_mismatch_names_both_numbers() -> None:
+    class Dropping(ToyAdapter):
+        def prepare(self, processor, images, question):
+            prep = super().prepare(processor, images, question)
+            return type(prep)(**{**prep.__dict__, "image_positions": prep.image_positions[:-3]})
+
+    egg, _, _ = make(adapter=Dropping())
+    with pytest.raises(TokenLayoutMismatchError) as e:
+        egg.ground(page_with_squares(256), ["R"])
+    assert "253" in str(e.value) and "256" in str(e.value)
+
+
+def test_non_finite_entropy_raises() -> None:
+    egg, model, _ = make()
+    with torch.no_grad():
+        model.head[3] = float("nan")
+    with pytest.raises(NonFiniteEntropyError, match="question 'q0'"):
+        egg.ground(page_with_squares(256, [("R", RED)]), ["R"])
+
+
+def test_input_errors() -> None:
+    egg, _, _ = make()
+    page = page_with_squares(256)
+    with pytest.raises(InputError, match="empty"):
+        egg.ground(page, ["   "])
+    with pytest.raises(InputError, match="no questions"):
+        egg.ground(page, [])
+    with pytest.raises(InputError, match=r"8x8 px.*minimum side 16"):
+        egg.ground(page.resize((8, 8)), ["R"])
+
+
+def test_config_defaults_hash_and_timings_are_recorded() -> None:
+    class Sharp(ToyAdapter):
+        config_defaults: ClassVar[dict[str, Any]] = {"sigma": 2.5, "threshold": "fraction"}
+
+    egg = EntropyGradientGrounding(ToyVLM(), FakeProcessor(), Sharp())
+    assert egg.config.sigma == 2.5 and egg.config.threshold == "fraction"
+    assert egg.config_hash == EgrConfig(sigma=2.5, threshold="fraction").config_hash()
+    assert egg.config_hash != EgrConfig().config_hash()
+    (ans,) = egg.ground(page_with_squares(256, [("R", RED)]), ["R"])
+    assert ans.extra["config_hash"] == egg.config_hash
+    for key in ("prepare_ms", "encode_ms", "relevance_ms", "regions_ms", "generate_ms"):
+        assert ans.timings_ms[key] >= 0
+    assert all("relevance_ms" in r.timings_ms for r in ans.rounds)

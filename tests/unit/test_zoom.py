@@ -1,0 +1,83 @@
+"""Stop-rule semantics of the zoom loop on scripted spatial-entropy sequences."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import pytest
+
+from egr_core.types import Box, Region
+from egr_core.zoom import RoundOutcome, zoom_loop
+
+
+class Script:
+    """run_round/next_crops doubles: round i returns SE ses[i] (None = no region)."""
+
+    def __init__(self, ses: Sequence[float | None]) -> None:
+        self.ses = list(ses)
+        self.calls: list[tuple[int, tuple[Box, ...]]] = []
+        self.crop_inputs: list[tuple[Region, ...]] = []
+
+    def run_round(self, i: int, crops: tuple[Box, ...]) -> RoundOutcome[str]:
+        self.calls.append((i, crops))
+        se = self.ses[i]
+        regs = () if se is None else (Region(Box(0.0, 0.0, 0.5 / (i + 1), 0.5), 1.0, 0, i),)
+        return RoundOutcome(crops, regs, math.inf if se is None else se, f"payload{i}")
+
+    def next_crops(self, top: Sequence[Region]) -> tuple[Box, ...]:
+        self.crop_inputs.append(tuple(top))
+        return tuple(r.box for r in top)
+
+
+def run(ses: Sequence[float | None], max_rounds: int):
+    s = Script(ses)
+    return s, zoom_loop(s.run_round, s.next_crops, max_rounds)
+
+
+def test_increase_stops_and_keeps_previous_crops() -> None:
+    s, trail = run([1.0, 0.5, 0.7, 0.1], max_rounds=5)
+    assert trail.stop_reason == "se_increase"
+    assert len(trail.rounds) == 3 and trail.accepted == 1
+    assert trail.final.payload == "payload1"
+    assert trail.final.crops == s.calls[1][1]  # the crops fed into the accepted round
+
+
+def test_equal_entropy_counts_as_increase() -> None:
+    _, trail = run([1.0, 1.0], max_rounds=3)
+    assert (trail.stop_reason, trail.accepted, trail.final.crops) == ("se_increase", 0, ())
+
+
+def test_strict_decrease_runs_to_the_cap() -> None:
+    s, trail = run([3.0, 2.0, 1.0, 0.5, 0.1], max_rounds=3)
+    assert trail.stop_reason == "max_rounds"
+    assert len(trail.rounds) == 4 and trail.accepted == 3
+    assert [i for i, _ in s.calls] == [0, 1, 2, 3]
+
+
+def test_crops_come_from_the_last_accepted_round_and_zoom_deeper() -> None:
+    s, _ = run([3.0, 2.0, 1.0], max_rounds=2)
+    assert s.calls[0][1] == ()
+    assert s.crop_inputs[0][0].round == 0 and s.crop_inputs[1][0].round == 1
+    assert s.calls[2][1][0].width < s.calls[1][1][0].width  # a crop of a crop is smaller
+
+
+def test_no_region_in_round_zero() -> None:
+    s, trail = run([None, 1.0], max_rounds=3)
+    assert (trail.stop_reason, trail.accepted, len(trail.rounds)) == ("no_region", 0, 1)
+    assert s.crop_inputs == []
+
+
+def test_no_region_later_keeps_previous_crops() -> None:
+    _, trail = run([3.0, 2.0, None], max_rounds=5)
+    assert (trail.stop_reason, trail.accepted, len(trail.rounds)) == ("no_region", 1, 3)
+
+
+def test_infinite_round_zero_entropy_accepts_any_finite_round() -> None:
+    _, trail = run([math.inf, 5.0, math.inf], max_rounds=3)
+    assert (trail.stop_reason, trail.accepted) == ("se_increase", 1)
+
+
+def test_zero_rounds_is_rejected() -> None:
+    with pytest.raises(ValueError, match="max_rounds"):
+        run([1.0], max_rounds=0)
