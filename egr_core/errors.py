@@ -83,3 +83,21 @@ class TooLargeError(DocumentError):
 
 class RenderTimeoutError(DocumentError):
     status = "timeout"
+
+
+class OutOfMemoryError(DocumentError):
+    """A document needed more memory than its limit (MuPDF allocation failure or RLIMIT_AS)."""
+
+    status = "out_of_memory"
+
+
+class WorkerCrashError(DocumentError):
+    """The sandbox process rendering a document died (signal or abnormal exit)."""
+
+    status = "crashed"
+
+
+class UnreadableSourceError(DocumentError):
+    """The bytes could not be read at all: missing file, permission, network/object-store error."""
+
+    status = "unreadable"
