@@ -1,0 +1,547 @@
+"""The reviewer's picture of one answer: the page with the relevance heatmap, the numbered
+evidence boxes, the crops beside it, and the question, answer and evidence text.
+
+Data comes from the store's SQL views (:func:`load_show_data`); the page image is re-rendered
+from the PDF named by the documents table. The heatmap colours are computed here with NumPy (no
+plotting library).
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import math
+import textwrap
+from dataclasses import dataclass, field
+from typing import Any
+
+import duckdb
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+from egr_core.types import Box
+from tasks.io.store import Store, StoreError
+
+log = logging.getLogger(__name__)
+
+#: Outline colours of evidence boxes by rank (1, 2, 3, ...; cycles). None occurs in the heatmap.
+BOX_COLORS: tuple[tuple[int, int, int], ...] = (
+    (0, 170, 255),
+    (40, 200, 70),
+    (230, 0, 200),
+    (255, 140, 0),
+    (120, 90, 255),
+)
+BOX_WIDTH = 3
+PAGE_HEIGHT_PX = 1000
+SIDE_WIDTH = 470
+MARGIN = 24
+INK = (30, 30, 36)
+MUTED = (105, 105, 115)
+
+# An inferno-like ramp: (position, RGB) anchors, interpolated linearly.
+_RAMP = (
+    (0.00, (20, 11, 52)),
+    (0.25, (101, 21, 110)),
+    (0.50, (188, 55, 84)),
+    (0.75, (237, 105, 37)),
+    (1.00, (250, 220, 90)),
+)
+
+
+class ShowError(StoreError):
+    """The requested document, question or run is not in the store."""
+
+    status = "not_found"
+
+
+@dataclass(frozen=True, slots=True)
+class EvidenceItem:
+    rank: int
+    box: Box
+    score: float | None
+    round: int
+    text: str | None
+    crop_png: bytes | None
+    box_pt: tuple[float, float, float, float]
+
+
+@dataclass(frozen=True, slots=True)
+class GridItem:
+    box: Box  # where the grid lies on the page
+    values: np.ndarray = field(repr=False)  # (R, C) raw scores
+    block: int = 0
+    kind: str = "view"
+    span: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ShowData:
+    doc_id: str
+    uri: str | None
+    run_id: str
+    model_id: str | None
+    config_hash: str | None
+    question_id: str
+    question: str
+    answer: str | None
+    status: str
+    error: str | None
+    page: int | None
+    width_pt: float | None
+    height_pt: float | None
+    entropy_before: float | None
+    entropy_after: float | None
+    n_rounds: int | None
+    stop_reason: str | None
+    evidence: tuple[EvidenceItem, ...]
+    grids: tuple[GridItem, ...]  # of the heatmap round
+    heat_round: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class ShowLayout:
+    """Where the page sits in the picture, to map page boxes to picture pixels."""
+
+    page_x: int
+    page_y: int
+    page_w: int
+    page_h: int
+
+    def to_canvas(self, box: Box) -> tuple[int, int, int, int]:
+        """Picture pixel rectangle ``(x0, y0, x1, y1)`` (inclusive) of a normalised page box."""
+        return (
+            self.page_x + round(box.x0 * self.page_w),
+            self.page_y + round(box.y0 * self.page_h),
+            self.page_x + round(box.x1 * self.page_w) - 1,
+            self.page_y + round(box.y1 * self.page_h) - 1,
+        )
+
+
+def box_color(rank: int) -> tuple[int, int, int]:
+    return BOX_COLORS[(rank - 1) % len(BOX_COLORS)]
+
+
+# ------------------------------------------------------------------------------------- data
+def _one(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any]) -> dict[str, Any] | None:
+    cur = con.execute(sql, params)
+    row = cur.fetchone()
+    if row is None:
+        return None
+    return dict(zip([d[0] for d in cur.description], row, strict=True))
+
+
+def _all(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any]) -> list[dict[str, Any]]:
+    cur = con.execute(sql, params)
+    cols = [d[0] for d in cur.description]
+    return [dict(zip(cols, r, strict=True)) for r in cur.fetchall()]
+
+
+def resolve_doc(con: duckdb.DuckDBPyConnection, doc: str) -> tuple[str, str | None]:
+    """``(doc_id, uri)`` for a doc_id, a doc_id prefix, a uri or a file name.
+
+    Raises:
+        ShowError: no document or more than one matches (the message lists candidates).
+    """
+    rows = _all(
+        con,
+        "SELECT doc_id, any_value(uri) AS uri FROM documents "
+        "WHERE starts_with(doc_id, ?) OR uri = ? OR ends_with(uri, '/' || ?) "
+        "OR ends_with(lower(uri), '/' || lower(?) || '.pdf') "
+        "GROUP BY doc_id ORDER BY doc_id",
+        [doc, doc, doc, doc],
+    )
+    if not rows:
+        known = _all(con, "SELECT DISTINCT doc_id, uri FROM documents ORDER BY uri LIMIT 8", [])
+        listing = ", ".join(f"{r['uri']} ({r['doc_id'][:12]})" for r in known)
+        raise ShowError(f"unknown document {doc!r}; known documents: {listing or 'none'}")
+    if len(rows) > 1:
+        listing = ", ".join(f"{r['uri']} ({r['doc_id'][:12]})" for r in rows[:8])
+        raise ShowError(f"document {doc!r} is ambiguous: {len(rows)} match: {listing}")
+    return rows[0]["doc_id"], rows[0]["uri"]
+
+
+def load_show_data(
+    con: duckdb.DuckDBPyConnection,
+    doc: str,
+    question_id: str,
+    *,
+    run_id: str | None = None,
+    heat_round: int | None = None,
+) -> ShowData:
+    """Everything the picture needs, from the views over a store.
+
+    Args:
+        con: a connection from :func:`tasks.io.duck.connect`.
+        doc: doc_id, doc_id prefix, uri or file name.
+        question_id: the question's id.
+        run_id: show this run's answer instead of the latest one.
+        heat_round: zoom round whose relevance maps to paint; default the round of the
+            top-ranked evidence, else the last round stored.
+
+    Raises:
+        ShowError: unknown document, question, run or round.
+    """
+    doc_id, uri = resolve_doc(con, doc)
+    if run_id is None:
+        ans = _one(
+            con,
+            "SELECT * FROM answers_latest WHERE doc_id = ? AND question_id = ?",
+            [doc_id, question_id],
+        )
+    else:
+        if _one(con, "SELECT run_id FROM answers WHERE run_id = ? LIMIT 1", [run_id]) is None:
+            runs = [r["run_id"] for r in _all(con, "SELECT DISTINCT run_id FROM answers", [])]
+            raise ShowError(f"unknown run {run_id!r}; runs with answers: {', '.join(sorted(runs))}")
+        ans = _one(
+            con,
+            "SELECT * FROM answers WHERE doc_id = ? AND question_id = ? AND run_id = ? "
+            "ORDER BY written_at DESC LIMIT 1",
+            [doc_id, question_id, run_id],
+        )
+    if ans is None:
+        qids = [
+            r["question_id"]
+            for r in _all(
+                con,
+                "SELECT DISTINCT question_id FROM answers WHERE doc_id = ? ORDER BY 1",
+                [doc_id],
+            )
+        ]
+        where = f" in run {run_id}" if run_id else ""
+        raise ShowError(
+            f"unknown question {question_id!r} for document {uri or doc_id}{where}; "
+            f"its questions: {', '.join(qids) or 'none'}"
+        )
+    key, rid = ans["work_key"], ans["run_id"]
+    ev_rows = _all(
+        con,
+        "SELECT * EXCLUDE (crop_png), crop_png FROM evidence "
+        "WHERE run_id = ? AND work_key = ? ORDER BY rank",
+        [rid, key],
+    )
+    evidence = tuple(
+        EvidenceItem(
+            rank=r["rank"],
+            box=Box(r["x0_n"], r["y0_n"], r["x1_n"], r["y1_n"]),
+            score=r["score"],
+            round=r["round"],
+            text=r["evidence_text"],
+            crop_png=bytes(r["crop_png"]) if r["crop_png"] is not None else None,
+            box_pt=(r["x0_pt"], r["y0_pt"], r["x1_pt"], r["y1_pt"]),
+        )
+        for r in ev_rows
+    )
+    map_rows = _all(
+        con, "SELECT * FROM maps WHERE run_id = ? AND work_key = ? ORDER BY round, span", [rid, key]
+    )
+    rounds = sorted({r["round"] for r in map_rows})
+    if heat_round is None:
+        heat_round = evidence[0].round if evidence else (rounds[-1] if rounds else None)
+    elif heat_round not in rounds:
+        raise ShowError(
+            f"round {heat_round} has no relevance maps for {question_id!r}; rounds stored: "
+            f"{', '.join(map(str, rounds)) or 'none'}"
+        )
+    grids = tuple(
+        GridItem(
+            box=Box(r["x0_n"], r["y0_n"], r["x1_n"], r["y1_n"]),
+            values=np.asarray(r["scores"], dtype=np.float32).reshape(r["rows"], r["cols"])
+            * float(r["scale"]),
+            block=r["block"],
+            kind=r["kind"] or "view",
+            span=r["span"],
+        )
+        for r in map_rows
+        if r["round"] == heat_round
+    )
+    page = ans["page"]
+    geo = None
+    if page is not None:
+        geo = _one(
+            con,
+            "SELECT width_pt, height_pt FROM pages WHERE doc_id = ? AND page = ? "
+            "ORDER BY (run_id = ?) DESC, written_at DESC LIMIT 1",
+            [doc_id, page, rid],
+        )
+    return ShowData(
+        doc_id=doc_id,
+        uri=uri,
+        run_id=rid,
+        model_id=ans["model_id"],
+        config_hash=ans["config_hash"],
+        question_id=question_id,
+        question=ans["question"],
+        answer=ans["answer"],
+        status=ans["status"],
+        error=ans["error"],
+        page=page,
+        width_pt=geo["width_pt"] if geo else None,
+        height_pt=geo["height_pt"] if geo else None,
+        entropy_before=ans["entropy_before"],
+        entropy_after=ans["entropy_after"],
+        n_rounds=ans["n_rounds"],
+        stop_reason=ans["stop_reason"],
+        evidence=evidence,
+        grids=grids,
+        heat_round=heat_round if grids else None,
+    )
+
+
+def page_image(
+    data: ShowData, store: Store | None = None, height_px: int = PAGE_HEIGHT_PX
+) -> tuple[Image.Image | None, str | None]:
+    """Re-render the answer's page from the PDF at ``data.uri``; ``(None, reason)`` if it fails."""
+    from egr_core.documents import open_pdf
+    from egr_core.errors import EgrError
+    from tasks.io.sources import is_url, read_source
+
+    if data.page is None:
+        return None, f"the item has no page (status {data.status})"
+    if data.uri is None:
+        return None, "the documents table has no uri for it"
+    fs = None
+    if store is not None and not store.local and is_url(data.uri):
+        proto = data.uri.split("://", 1)[0]
+        protos = store.fs.protocol if isinstance(store.fs.protocol, tuple) else (store.fs.protocol,)
+        fs = store.fs if proto in protos else None
+    try:
+        pdf = read_source(data.uri, fs)
+        with open_pdf(pdf, name=data.uri) as doc:
+            geo = doc.page_geometry(data.page)
+            side = max(geo.width_pt, geo.height_pt)
+            scale = height_px / geo.height_pt
+            max_side = math.ceil(side * scale)
+            rendered = doc.render_page(data.page, max_pixels=max_side * max_side, max_side=max_side)
+            return rendered.image.convert("RGB"), None
+    except (EgrError, OSError, ValueError, IndexError) as exc:
+        return None, f"{data.uri}: {exc}"
+
+
+# ---------------------------------------------------------------------------------- drawing
+def _font(size: int, bold: bool = False) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
+    name = "DejaVuSans-Bold.ttf" if bold else "DejaVuSans.ttf"
+    for path in (name, f"/usr/share/fonts/truetype/dejavu/{name}"):
+        try:
+            return ImageFont.truetype(path, size)
+        except OSError:
+            continue
+    return ImageFont.load_default(size=size)
+
+
+def colorize(v: np.ndarray) -> np.ndarray:
+    """Map values in [0, 1], shape (H, W), to RGB uint8 (H, W, 3) along the heat ramp."""
+    pos = np.array([p for p, _ in _RAMP])
+    rgb = np.array([c for _, c in _RAMP], dtype=np.float32)  # (K, 3)
+    v = np.clip(v, 0.0, 1.0)
+    out = np.stack([np.interp(v, pos, rgb[:, c]) for c in range(3)], axis=-1)  # (H, W, 3)
+    return out.astype(np.uint8)
+
+
+def heat_overlay(page: Image.Image, grids: tuple[GridItem, ...]) -> Image.Image:
+    """Blend the grids' scores (normalised by their common max) over ``page``.
+
+    Grids are painted coarse to fine: thumbnails/global views, then page views and tiles, then
+    crops, each resized (bilinear) into its box on the page.
+    """
+    if not grids:
+        return page
+    w, h = page.size
+    heat = np.zeros((h, w), dtype=np.float32)  # (H, W)
+    covered = np.zeros((h, w), dtype=bool)
+    vmax = max(float(np.nanmax(g.values)) for g in grids)
+    if not vmax > 0:
+        return page
+    order = sorted(
+        grids, key=lambda g: (g.block > 0, g.kind not in ("thumbnail", "global"), g.span)
+    )
+    for g in order:
+        x0, y0 = round(g.box.x0 * w), round(g.box.y0 * h)
+        x1, y1 = max(x0 + 1, round(g.box.x1 * w)), max(y0 + 1, round(g.box.y1 * h))
+        vals = np.nan_to_num(np.clip(g.values / vmax, 0.0, 1.0)).astype(np.float32)  # (R, C)
+        patch = Image.fromarray(vals, mode="F").resize(
+            (x1 - x0, y1 - y0), Image.Resampling.BILINEAR
+        )
+        heat[y0:y1, x0:x1] = np.asarray(patch)
+        covered[y0:y1, x0:x1] = True
+    # Low relevance stays transparent; the colour multiplies the page, so dark text stays dark.
+    strength = np.clip((heat - 0.05) / 0.95, 0.0, 1.0) ** 0.7
+    alpha = np.where(covered, 0.75 * strength, 0.0)[..., None]  # (H, W, 1)
+    base = np.asarray(page.convert("RGB"), dtype=np.float32)  # (H, W, 3)
+    tint = colorize(heat).astype(np.float32) / 255.0
+    out = base * (1 - alpha + alpha * tint)
+    return Image.fromarray(out.round().astype(np.uint8), "RGB")
+
+
+def _wrap(draw: ImageDraw.ImageDraw, text: str, font: Any, width: int, max_lines: int) -> list[str]:
+    lines: list[str] = []
+    for para in text.splitlines() or [""]:
+        words, cur = para.split(), ""
+        for word in words:
+            trial = f"{cur} {word}".strip()
+            if draw.textlength(trial, font=font) <= width or not cur:
+                cur = trial
+            else:
+                lines.append(cur)
+                cur = word
+        lines.append(cur)
+    if len(lines) > max_lines:
+        lines = lines[:max_lines]
+        lines[-1] = textwrap.shorten(
+            lines[-1] + " …", width=max(8, len(lines[-1])), placeholder="…"
+        )
+    return lines
+
+
+def _sig(x: float | None) -> str:
+    return "–" if x is None else f"{x:.3g}"
+
+
+def _fmt(x: float | None, digits: int = 2) -> str:
+    if x is None:
+        return "–"
+    return f"{x:.{digits}f}" if math.isfinite(x) else str(x)
+
+
+def render_show(
+    data: ShowData, page: Image.Image | None, *, note: str | None = None
+) -> tuple[Image.Image, ShowLayout]:
+    """Draw the picture. ``page`` is the rendered page (any size; it is scaled to
+    ``PAGE_HEIGHT_PX`` tall); ``None`` draws a blank page of the recorded aspect with ``note``."""
+    aspect = (data.width_pt / data.height_pt) if data.width_pt and data.height_pt else 0.7727
+    if page is not None:
+        aspect = page.width / page.height
+    ph = PAGE_HEIGHT_PX
+    pw = max(1, round(ph * aspect))
+    if page is None:
+        page = Image.new("RGB", (pw, ph), (236, 236, 240))
+    page = page.convert("RGB").resize((pw, ph), Image.Resampling.LANCZOS)
+    page = heat_overlay(page, data.grids)
+
+    f_title, f_head, f_body, f_small = _font(22, True), _font(17, True), _font(16), _font(13)
+    f_answer = _font(20, True)
+    header_h = 74
+    layout = ShowLayout(MARGIN, MARGIN + header_h, pw, ph)
+
+    # Right column first, on a tall scratch canvas; its height decides the picture's.
+    col = Image.new("RGB", (SIDE_WIDTH, 8000), "white")
+    cd = ImageDraw.Draw(col)
+    y = 0
+    tw = SIDE_WIDTH - 8
+
+    def para(text: str, font: Any, fill: tuple[int, int, int], max_lines: int, gap: int) -> None:
+        nonlocal y
+        for line in _wrap(cd, text, font, tw, max_lines):
+            cd.text((0, y), line, font=font, fill=fill)
+            y += int(font.size * 1.3) if hasattr(font, "size") else 16
+        y += gap
+
+    para("QUESTION", f_small, MUTED, 1, 2)
+    para(data.question, f_head, INK, 6, 12)
+    para("ANSWER", f_small, MUTED, 1, 2)
+    para(data.answer if data.answer is not None else "(no answer)", f_answer, INK, 8, 8)
+    status = f"status {data.status}"
+    if data.stop_reason:
+        status += f" · stop {data.stop_reason}"
+    para(status, f_small, MUTED, 2, 0)
+    para(
+        f"first-token entropy {_fmt(data.entropy_before)} → {_fmt(data.entropy_after)} nats"
+        f" · {data.n_rounds or 0} round(s)",
+        f_small,
+        MUTED,
+        2,
+        0,
+    )
+    if data.error:
+        para(f"error: {data.error}", f_small, (180, 30, 30), 4, 0)
+    y += 14
+    para(f"EVIDENCE ({len(data.evidence)})", f_small, MUTED, 1, 4)
+    if not data.evidence:
+        failed = data.status not in ("ok", "no_evidence")
+        para(
+            "none: the item failed" if failed else "no evidence region was found",
+            f_body,
+            MUTED,
+            2,
+            0,
+        )
+    for ev in data.evidence:
+        color = box_color(ev.rank)
+        cd.rectangle((0, y, 26, y + 26), fill=color)
+        cd.text((13, y + 13), str(ev.rank), font=f_head, fill="white", anchor="mm")
+        meta = f"score {_sig(ev.score)} · round {ev.round} · pt " + ", ".join(
+            f"{v:.0f}" for v in ev.box_pt
+        )
+        cd.text((34, y + 5), meta, font=f_small, fill=MUTED)
+        y += 32
+        crop = _crop_image(ev, page, layout)
+        if crop is not None:
+            fit = min((tw - 4) / crop.width, 170 / crop.height, 3.0)
+            size = (max(1, round(crop.width * fit)), max(1, round(crop.height * fit)))
+            crop = crop.resize(size, Image.Resampling.LANCZOS)
+            col.paste(crop, (2, y))
+            cd.rectangle((1, y - 1, crop.width + 2, y + crop.height), outline=color, width=2)
+            y += crop.height + 6
+        para(f"“{ev.text}”" if ev.text else "(no text under the box)", f_body, INK, 4, 14)
+    col_h = y
+
+    legend_h = 40
+    width = MARGIN + pw + MARGIN + SIDE_WIDTH + MARGIN
+    height = max(MARGIN + header_h + ph + legend_h, MARGIN + header_h + col_h) + MARGIN
+    canvas = Image.new("RGB", (width, height), "white")
+    draw = ImageDraw.Draw(canvas)
+
+    name = (data.uri or data.doc_id).rstrip("/").rsplit("/", 1)[-1]
+    page_txt = f"page {data.page + 1}" if data.page is not None else "no page"
+    draw.text((MARGIN, MARGIN), f"{name} · {page_txt}", font=f_title, fill=INK)
+    draw.text(
+        (MARGIN, MARGIN + 32),
+        f"doc {data.doc_id[:12]} · question {data.question_id} · run {data.run_id} · "
+        f"model {data.model_id or '–'} · config {data.config_hash or '–'}",
+        font=f_small,
+        fill=MUTED,
+    )
+
+    canvas.paste(page, (layout.page_x, layout.page_y))
+    draw.rectangle(
+        (layout.page_x - 1, layout.page_y - 1, layout.page_x + pw, layout.page_y + ph),
+        outline=(200, 200, 205),
+    )
+    if note:
+        for i, line in enumerate(_wrap(draw, note, f_body, pw - 40, 6)):
+            draw.text(
+                (layout.page_x + 20, layout.page_y + 20 + 22 * i), line, font=f_body, fill=MUTED
+            )
+
+    for ev in sorted(data.evidence, key=lambda e: -e.rank):  # rank 1 drawn last, on top
+        color = box_color(ev.rank)
+        x0, y0, x1, y1 = layout.to_canvas(ev.box)
+        draw.rectangle((x0, y0, x1, y1), outline=color, width=BOX_WIDTH)
+        bw, bh = 24, 22
+        by = y0 - bh if y0 - bh >= layout.page_y else y0 + BOX_WIDTH
+        draw.rectangle((x0, by, x0 + bw, by + bh), fill=color)
+        draw.text((x0 + bw / 2, by + bh / 2), str(ev.rank), font=f_head, fill="white", anchor="mm")
+
+    ly = layout.page_y + ph + 12
+    if data.grids:
+        bar = colorize(np.tile(np.linspace(0, 1, 200, dtype=np.float32), (12, 1)))  # (12, 200, 3)
+        canvas.paste(Image.fromarray(bar, "RGB"), (layout.page_x, ly))
+        draw.text(
+            (layout.page_x + 210, ly - 2),
+            f"relevance |dH/dE| of round {data.heat_round}, low → high",
+            font=f_small,
+            fill=MUTED,
+        )
+    canvas.paste(col.crop((0, 0, SIDE_WIDTH, max(col_h, 1))), (MARGIN + pw + MARGIN, layout.page_y))
+    return canvas, layout
+
+
+def _crop_image(ev: EvidenceItem, page: Image.Image, layout: ShowLayout) -> Image.Image | None:
+    if ev.crop_png:
+        try:
+            return Image.open(io.BytesIO(ev.crop_png)).convert("RGB")
+        except OSError:
+            log.warning("evidence %d: stored crop is not a readable PNG", ev.rank)
+    w, h = page.size
+    b = ev.box
+    return page.crop((round(b.x0 * w), round(b.y0 * h), round(b.x1 * w), round(b.y1 * h)))

@@ -1,0 +1,56 @@
+-- Purpose: create the egr views over one output root; every other sql/*.sql file reads them.
+-- Inputs:  ${root} - the output root (a local folder or s3://bucket/prefix). egr substitutes it
+--          inside the single-quoted literals below, doubling any single quote, so a root cannot
+--          break out of the string. To use this file by hand: replace ${root}, then run it in
+--          duckdb (for s3:// register an fsspec filesystem or load httpfs first).
+-- Output:  views commits, runs, documents, pages, answers, evidence, maps, answers_latest.
+--          Only rows of committed write groups are visible (a group's parts are written before
+--          its commit marker, so a crashed write never shows). documents and pages keep one row
+--          per (run_id, doc_id[, page]). runs keeps one row per run: the "end" row once the run
+--          finished, else the "begin" row (status 'running'). answers_latest keeps, for every
+--          (doc_id, question_id), the row written last (largest written_at, then run_id).
+
+CREATE OR REPLACE VIEW commits AS
+SELECT *
+FROM read_parquet('${root}/_commits/*/*.parquet', hive_partitioning = true);
+
+CREATE OR REPLACE VIEW runs AS
+SELECT *
+FROM read_parquet('${root}/runs/*/*.parquet', hive_partitioning = true, union_by_name = true)
+QUALIFY row_number() OVER (
+    PARTITION BY run_id ORDER BY (phase = 'end') DESC, written_at DESC
+) = 1;
+
+CREATE OR REPLACE VIEW documents AS
+SELECT *
+FROM read_parquet('${root}/documents/*/*.parquet', hive_partitioning = true, union_by_name = true)
+WHERE group_id IN (SELECT group_id FROM commits)
+QUALIFY row_number() OVER (PARTITION BY run_id, doc_id ORDER BY written_at DESC) = 1;
+
+CREATE OR REPLACE VIEW pages AS
+SELECT *
+FROM read_parquet('${root}/pages/*/*.parquet', hive_partitioning = true, union_by_name = true)
+WHERE group_id IN (SELECT group_id FROM commits)
+QUALIFY row_number() OVER (PARTITION BY run_id, doc_id, page ORDER BY written_at DESC) = 1;
+
+CREATE OR REPLACE VIEW answers AS
+SELECT *
+FROM read_parquet('${root}/answers/*/*.parquet', hive_partitioning = true, union_by_name = true)
+WHERE group_id IN (SELECT group_id FROM commits);
+
+CREATE OR REPLACE VIEW evidence AS
+SELECT *
+FROM read_parquet('${root}/evidence/*/*.parquet', hive_partitioning = true, union_by_name = true)
+WHERE group_id IN (SELECT group_id FROM commits);
+
+CREATE OR REPLACE VIEW maps AS
+SELECT *
+FROM read_parquet('${root}/maps/*/*.parquet', hive_partitioning = true, union_by_name = true)
+WHERE group_id IN (SELECT group_id FROM commits);
+
+CREATE OR REPLACE VIEW answers_latest AS
+SELECT *
+FROM answers
+QUALIFY row_number() OVER (
+    PARTITION BY doc_id, question_id ORDER BY written_at DESC, run_id DESC
+) = 1;
