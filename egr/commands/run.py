@@ -1,0 +1,123 @@
+"""``egr run``: the corpus QA flow on Prefect's embedded server, with progress bars."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from egr.commands._prefect_env import prefect_defaults
+
+STAGES = ("rasterize", "answer", "store")
+
+
+class BarsReporter:
+    """Rich progress bars fed by the flow's futures (polled for ``done()`` in a thread)."""
+
+    def __init__(self, progress: Progress) -> None:
+        self.progress = progress
+        self.tasks = {s: progress.add_task(s, total=0) for s in STAGES}
+        self.futures: dict[str, list[Any]] = {s: [] for s in STAGES}
+        self.lock = threading.Lock()
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._poll, name="egr-progress", daemon=True)
+        self.thread.start()
+
+    def add(self, stage: str, futures: list[Any]) -> None:
+        with self.lock:
+            self.futures.setdefault(stage, []).extend(futures)
+            if stage not in self.tasks:
+                self.tasks[stage] = self.progress.add_task(stage, total=0)
+            self.progress.update(self.tasks[stage], total=len(self.futures[stage]))
+
+    def _poll(self) -> None:
+        while not self.stop.wait(0.2):
+            with self.lock:
+                for stage, futs in self.futures.items():
+                    done = sum(1 for f in futs if f.done())
+                    self.progress.update(self.tasks[stage], completed=done)
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join(timeout=2)
+        self._poll_once()
+
+    def _poll_once(self) -> None:
+        with self.lock:
+            for stage, futs in self.futures.items():
+                self.progress.update(self.tasks[stage], completed=sum(f.done() for f in futs))
+
+
+def print_summary(summary: Any, console: Console) -> None:
+    """The run's summary table (the same rows as the Prefect artifact) and its headline."""
+    rows = summary.table()
+    table = Table(title=f"egr run {summary.run_id}", show_lines=False)
+    for col in rows[0]:
+        table.add_column(col, justify="right" if col not in ("document", "status") else "left")
+    for r in rows:
+        table.add_row(*(str(v) for v in r.values()), style="bold" if r is rows[-1] else None)
+    console.print(table)
+    console.print(summary.headline())
+    sql = (
+        f"SELECT doc_id, question_id, answer, status FROM answers WHERE run_id = '{summary.run_id}'"
+    )
+    console.print(f'\nNext: [bold]egr query "{sql}" --out {summary.out}[/bold]')
+
+
+def command(
+    source: Annotated[str, typer.Argument(help="A folder, a PDF, or s3://bucket/prefix.")],
+    questions: Annotated[str, typer.Option("--questions", "-q", help="YAML/JSON questions.")],
+    out: Annotated[str, typer.Option("--out", "-o", help="Output folder of the tables.")],
+    model: Annotated[str | None, typer.Option(help="Hub id or local checkpoint.")] = None,
+    device: Annotated[str, typer.Option(help="cpu | cuda | cuda:N | auto")] = "cpu",
+    max_rounds: Annotated[
+        int | None, typer.Option(help="Zoom rounds; 0 = plain answer (baseline).", min=0)
+    ] = None,
+    top_k: Annotated[int | None, typer.Option(help="Evidence regions per round.", min=1)] = None,
+    max_pages: Annotated[
+        int | None, typer.Option(help="Pages processed per document (longer ones are cut).")
+    ] = None,
+    top_pages: Annotated[int, typer.Option(help="Pages grounded per question.", min=1)] = 1,
+    max_failure_rate: Annotated[float, typer.Option(help="Fail the run above this.")] = 0.5,
+    dask_address: Annotated[str | None, typer.Option(help="Run tasks on this Dask.")] = None,
+    workers: Annotated[int | None, typer.Option(help="Local Dask cluster of N workers.")] = None,
+    endpoint_url: Annotated[str | None, typer.Option(help="S3 endpoint (MinIO, ...).")] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Prefect logs.")] = False,
+) -> None:
+    """Answer every question about every PDF of SOURCE, with evidence, into Parquet tables."""
+    prefect_defaults(verbose)
+    from flows.corpus_qa import run_corpus_qa
+    from flows.params import DEFAULT_MAX_PAGES, DEFAULT_MODEL, RunParams
+    from tasks.io.summary import FailureRateExceeded
+
+    console = Console()
+    params = RunParams(
+        source=source, questions=questions, out=out, model=model or DEFAULT_MODEL,
+        device=device, max_rounds=max_rounds, top_k=top_k, top_pages=top_pages,
+        max_pages=max_pages or DEFAULT_MAX_PAGES, max_failure_rate=max_failure_rate,
+        storage_options={"endpoint_url": endpoint_url} if endpoint_url else {},
+    )  # fmt: skip
+    t0 = time.perf_counter()
+    columns = (TextColumn("{task.description:>10}"), BarColumn(), MofNCompleteColumn(),
+               TimeElapsedColumn())  # fmt: skip
+    with Progress(*columns, console=console, transient=False) as bars:
+        reporter = BarsReporter(bars)
+        try:
+            summary = run_corpus_qa(
+                params, dask_address=dask_address, workers=workers, reporter=reporter
+            )
+            failed = None
+        except FailureRateExceeded as exc:
+            summary, failed = exc.summary, exc
+        finally:
+            reporter.close()
+    print_summary(summary, console)
+    console.print(f"[dim]wall time {time.perf_counter() - t0:.1f} s[/dim]")
+    if failed is not None:
+        console.print(f"[red]{failed}[/red]")
+        raise typer.Exit(code=1)

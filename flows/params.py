@@ -1,0 +1,73 @@
+"""Parameters of the corpus QA flow: one validated pydantic model, embedding the core's EgrConfig.
+
+Prefect validates ``RunParams`` when a flow run starts (from the CLI, a schedule or an event
+trigger), so the same defaults and checks apply everywhere. The flow hands explicit values, never
+the whole object, to each task.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from egr_core.config import EgrConfig
+
+#: The model used when none is given (a hub id; needs the weights locally or a network).
+DEFAULT_MODEL = "Qwen/Qwen2.5-VL-3B-Instruct"
+#: Pages processed per document unless ``max_pages`` says otherwise; longer documents are cut.
+DEFAULT_MAX_PAGES = 50
+#: Name of the global concurrency limit that bounds model work (one slot per GPU).
+GPU_LIMIT = "egr-gpu"
+
+
+class RunParams(BaseModel):
+    """Everything one corpus QA run needs.
+
+    Attributes:
+        source: a local folder, a single PDF, or ``s3://bucket/prefix`` (any fsspec URL).
+        questions: a YAML/JSON questions file (``[{id, text, pages?}]``), local or fsspec URL.
+        out: output directory of the Parquet tables (local path or fsspec URL).
+        model: a Hugging Face hub id or a local checkpoint directory.
+        device: "cpu", "cuda", "cuda:N" or "auto".
+        dtype: torch dtype name, or "auto".
+        egr: the method knobs; None = the adapter's defaults for the model's family.
+        max_rounds: override of ``egr.max_rounds`` (0 = plain answer, the baseline).
+        top_k: override of ``egr.top_k``.
+        top_pages: pages grounded per question, after ranking by first-token entropy.
+        max_pages: documents longer than this are processed on their first pages, and marked.
+        max_failure_rate: the run fails when failed items / all items exceeds this.
+        gpu_slots: size of the global concurrency limit on model work (GPUs available).
+        storage_options: fsspec options of the source (e.g. ``{"endpoint_url": ...}``).
+        render_max_side: page renders are capped at this many pixels on the long side.
+        render_max_pixels: ... and at this many pixels in total.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    source: str
+    questions: str
+    out: str = "egr-out"
+    model: str = DEFAULT_MODEL
+    device: str = "cpu"
+    dtype: str = "auto"
+    egr: EgrConfig | None = None
+    max_rounds: int | None = Field(default=None, ge=0)
+    top_k: int | None = Field(default=None, ge=1)
+    top_pages: int = Field(default=1, ge=1)
+    max_pages: int = Field(default=DEFAULT_MAX_PAGES, ge=1)
+    max_failure_rate: float = Field(default=0.5, ge=0.0, le=1.0)
+    gpu_slots: int = Field(default=1, ge=1)
+    storage_options: dict[str, Any] = Field(default_factory=dict)
+    render_max_side: int = Field(default=1536, ge=64)
+    render_max_pixels: int = Field(default=2_000_000, ge=4096)
+
+    def overrides(self) -> dict[str, Any]:
+        """The explicit EgrConfig overrides (None values mean "keep the default")."""
+        return {"max_rounds": self.max_rounds, "top_k": self.top_k}
+
+    def recorded(self, egr: dict[str, Any]) -> dict[str, Any]:
+        """What the runs table records as the run's config: the method knobs and the limits."""
+        keep = ("model", "device", "dtype", "top_pages", "max_pages", "max_failure_rate",
+                "gpu_slots", "render_max_side", "render_max_pixels")  # fmt: skip
+        return {"egr": egr, **{k: getattr(self, k) for k in keep}}

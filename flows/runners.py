@@ -1,0 +1,26 @@
+"""Task runner selection: threads in this process (default) or a Dask cluster (prefect-dask).
+
+With Dask, each worker process keeps its own model loaded (``tasks.io.models.load_model`` is
+cached per process), so a worker pays the load once however many documents it answers.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def task_runner(*, dask_address: str | None = None, workers: int | None = None) -> Any:
+    """A ``DaskTaskRunner`` for an existing scheduler (``dask_address``) or a new local cluster
+    of ``workers`` single-threaded worker processes; None = the flow's default (threads)."""
+    if dask_address is None and workers is None:
+        return None
+    from prefect_dask import DaskTaskRunner
+
+    if dask_address is not None:
+        return DaskTaskRunner(address=dask_address)
+    if workers is None or workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
+    return DaskTaskRunner(
+        cluster_kwargs={"n_workers": workers, "threads_per_worker": 1, "processes": True,
+                        "dashboard_address": None},
+    )  # fmt: skip

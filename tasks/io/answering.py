@@ -1,0 +1,153 @@
+"""The answer step's plain-Python parts: rank pages, ground them, and turn results into rows.
+
+Multi-page documents (``shared/design/method.md`` section 4): each question's candidate pages are
+ranked by the first-answer-token entropy of [page] + question (one forward, no backward; lower =
+the model is surer), and only the ``top_pages`` best are grounded. Questions that chose the same
+page are grounded together, so the page's vision encoding is shared. When a question is grounded
+on several pages, the answer with the lowest final entropy wins.
+
+Nothing here catches exceptions: the answer task decides what a failure becomes.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from egr_core.errors import InputError
+from egr_core.types import GroundedAnswer, Question
+from tasks.io import records
+from tasks.io.rasterize import DocView, RasterizedDoc
+
+Rows = dict[str, list[records.Row]]
+
+
+def make_grounder(loaded: Any, config: Any) -> Any:
+    """An ``EntropyGradientGrounding`` over a loaded model (cheap: no weights are touched)."""
+    from egr_core.explain import EntropyGradientGrounding
+
+    return EntropyGradientGrounding(loaded.model, loaded.processor, loaded.adapter, config)
+
+
+def candidate_pages(view: DocView, question: Question) -> list[int]:
+    """The processed pages a question may use: its own ``pages``, else all of them.
+
+    Raises:
+        InputError: none of the question's pages was processed.
+    """
+    have = view.page_indices
+    pages = [p for p in question.pages if p in have] if question.pages else have
+    if not pages:
+        raise InputError(
+            f"{view.doc.uri}: question {question.question_id!r} asks for pages "
+            f"{list(question.pages or ())}, but only pages 0..{len(have) - 1} were processed "
+            f"(document has {view.doc.n_pages} pages)"
+        )
+    return pages
+
+
+def rank_pages(grounder: Any, view: DocView, question: Question, top_pages: int) -> list[int]:
+    """The ``top_pages`` candidate pages with the lowest first-token entropy, best first."""
+    pages = candidate_pages(view, question)
+    if len(pages) <= top_pages:
+        return pages
+    scored = sorted((grounder.first_token_entropy(view.image(p), question), p) for p in pages)
+    return [p for _, p in scored[:top_pages]]
+
+
+def by_page(ranked: Mapping[str, Sequence[int]], questions: Sequence[Question]) -> dict[int, list]:
+    """``page -> questions`` that chose it, pages in ascending order."""
+    out: dict[int, list[Question]] = {}
+    for q in questions:
+        for p in ranked.get(q.question_id, ()):
+            out.setdefault(p, []).append(q)
+    return dict(sorted(out.items()))
+
+
+def ground_page(
+    grounder: Any, view: DocView, page: int, questions: Sequence[Question]
+) -> list[tuple[int, GroundedAnswer]]:
+    """Ground every question on one page; crops are re-rendered losslessly from the PDF."""
+    answers = grounder.ground(view.image(page), list(questions), crop_fn=view.crop_fn(page))
+    return [(page, a) for a in answers]
+
+
+def _score(item: tuple[int, GroundedAnswer]) -> float:
+    e = item[1].entropy_after
+    return e if e is not None and math.isfinite(e) else math.inf
+
+
+def error_status(exc: BaseException) -> str:
+    """The status column value of an item that ended in ``exc``."""
+    return str(getattr(exc, "status", None) or "failed")
+
+
+def document_rows(
+    ctx: records.RunContext,
+    view: DocView,
+    results: Sequence[tuple[int, GroundedAnswer]],
+    failures: Mapping[str, BaseException],
+) -> Rows:
+    """All rows of one rasterized document: document, pages, and per question its best answer
+    (or a failure row when no page gave one)."""
+    doc = view.doc
+    parts: list[Rows] = [{"documents": [records.document_row(ctx, doc_info(doc))]}]
+    parts.append({"pages": [_page_row(ctx, doc, p) for p in doc.pages]})
+    for q in doc.questions:
+        mine = [r for r in results if r[1].question_id == q.question_id]
+        if mine:
+            page, best = min(mine, key=_score)
+            parts.append(
+                records.answer_rows(
+                    ctx,
+                    doc.doc_id,
+                    page,
+                    view.geometry(page),
+                    best,
+                    text_fn=view.text_fn(page),
+                    crop_fn=view.evidence_crop_fn(page),
+                )
+            )
+            continue
+        exc = failures.get(q.question_id) or RuntimeError("no page produced an answer")
+        parts.append(
+            records.failure_rows(
+                ctx, doc.doc_id, q, error_status(exc), f"{doc.uri}: {type(exc).__name__}: {exc}"
+            )
+        )
+    return records.merge(*parts)
+
+
+def failed_document_rows(ctx: records.RunContext, doc: RasterizedDoc) -> Rows:
+    """Rows of a document that could not be used: its status row, and one failure row per
+    question carrying the document's status and reason."""
+    parts: list[Rows] = [{"documents": [records.document_row(ctx, doc_info(doc))]}]
+    for q in doc.questions:
+        parts.append(records.failure_rows(ctx, doc.doc_id, q, doc.status, doc.error or doc.status))
+    return records.merge(*parts)
+
+
+def doc_info(doc: RasterizedDoc) -> records.DocInfo:
+    """The documents-table record; a cut document is marked ``truncated`` with the numbers."""
+    status, error = doc.status, doc.error
+    if doc.ok and doc.truncated:
+        status = "truncated"
+        error = (
+            f"{doc.uri}: processed the first {len(doc.pages)} of {doc.n_pages} pages "
+            f"(max_pages={len(doc.pages)})"
+        )
+    return records.DocInfo(doc.doc_id, doc.uri, doc.n_bytes, doc.n_pages, doc.title, status, error)
+
+
+def _page_row(ctx: records.RunContext, doc: RasterizedDoc, p: Any) -> records.Row:
+    return records.page_row(
+        ctx,
+        doc.doc_id,
+        p.index,
+        p,
+        rotation=p.rotation,
+        dpi=p.dpi,
+        width_px=p.width_px,
+        height_px=p.height_px,
+    )

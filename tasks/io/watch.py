@@ -1,0 +1,106 @@
+"""Object-storage watching, Prefect-free: S3 notifications from SQS, or polling a prefix.
+
+Object stores do not talk to Prefect; the bridge (``flows/bridge.py``, ``egr watch``) turns what
+these functions find into Prefect events. Two sources:
+
+- :func:`parse_s3_notification` reads the S3 event notification JSON that a bucket sends to an
+  SQS queue (``Records[].eventName`` = ``ObjectCreated:*``).
+- :class:`PrefixPoller` lists a prefix with fsspec (s3fs) and reports objects not seen before
+  (by key and ETag), remembering what it saw in a small JSON state file.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import urllib.parse
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tasks.io.plan import filesystem
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectCreated:
+    """One new object: ``s3://bucket/key``."""
+
+    bucket: str
+    key: str
+    etag: str | None = None
+    size: int | None = None
+
+    @property
+    def uri(self) -> str:
+        return f"s3://{self.bucket}/{self.key}"
+
+
+def split_s3_url(url: str) -> tuple[str, str]:
+    """``s3://bucket/prefix`` -> ``("bucket", "prefix")`` (prefix may be empty)."""
+    parsed = urllib.parse.urlparse(url)
+    if parsed.scheme not in ("s3", "s3a") or not parsed.netloc:
+        raise ValueError(f"expected s3://bucket[/prefix], got {url!r}")
+    return parsed.netloc, parsed.path.lstrip("/")
+
+
+def wanted(key: str, prefix: str, suffix: str = ".pdf") -> bool:
+    return key.startswith(prefix) and key.lower().endswith(suffix)
+
+
+def parse_s3_notification(body: str | dict[str, Any]) -> list[ObjectCreated]:
+    """The created objects of one S3 notification message (test events yield none)."""
+    data = json.loads(body) if isinstance(body, str) else body
+    if "Message" in data and "Records" not in data:  # delivered through SNS
+        data = json.loads(data["Message"])
+    out = []
+    for rec in data.get("Records", []) or []:
+        if not str(rec.get("eventName", "")).startswith("ObjectCreated"):
+            continue
+        s3 = rec.get("s3", {})
+        obj = s3.get("object", {})
+        key = urllib.parse.unquote_plus(str(obj.get("key", "")))
+        bucket = str(s3.get("bucket", {}).get("name", ""))
+        if bucket and key:
+            out.append(ObjectCreated(bucket, key, obj.get("eTag"), obj.get("size")))
+    return out
+
+
+class PrefixPoller:
+    """Report PDFs under ``s3://bucket/prefix`` not seen before (new key or new ETag).
+
+    Args:
+        url: ``s3://bucket/prefix``.
+        state_file: where the seen (key -> ETag) map is kept between polls and restarts.
+        storage_options: s3fs options (e.g. ``{"endpoint_url": ...}``).
+    """
+
+    def __init__(self, url: str, state_file: Path, storage_options: dict[str, Any] | None = None):
+        self.bucket, self.prefix = split_s3_url(url)
+        self.state_file = Path(state_file)
+        self.fs = filesystem(url, storage_options)
+        self.seen: dict[str, str] = {}
+        if self.state_file.is_file():
+            self.seen = json.loads(self.state_file.read_text(encoding="utf-8"))
+
+    def poll(self) -> Iterator[ObjectCreated]:
+        self.fs.invalidate_cache()
+        root = f"{self.bucket}/{self.prefix}"
+        for path, info in sorted(self.fs.find(root, detail=True).items()):
+            key = path.split("/", 1)[1]
+            if not wanted(key, self.prefix):
+                continue
+            etag = str(info.get("ETag") or info.get("etag") or info.get("size"))
+            if self.seen.get(key) == etag:
+                continue
+            self.seen[key] = etag
+            self._save()
+            yield ObjectCreated(self.bucket, key, etag, info.get("size"))
+
+    def _save(self) -> None:
+        self.state_file.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.state_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.seen, sort_keys=True), encoding="utf-8")
+        tmp.replace(self.state_file)

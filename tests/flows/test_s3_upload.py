@@ -1,0 +1,123 @@
+"""Upload -> S3 notification -> SQS -> egr watch bridge -> Prefect event -> on-upload run ->
+Parquet rows, on a real S3 HTTP API (moto's server on 127.0.0.1)."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+moto_server = pytest.importorskip("moto.server")
+boto3 = pytest.importorskip("boto3")
+
+BUCKET, PREFIX = "egr-inbox", "incoming/"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def s3(monkeypatch_module=None):
+    import os
+
+    for k, v in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                 "AWS_DEFAULT_REGION": "us-east-1"}.items():  # fmt: skip
+        os.environ[k] = v
+    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=_free_port())
+    server.start()
+    host, port = server.get_host_and_port()
+    url = f"http://{host}:{port}"
+    s3c = boto3.client("s3", endpoint_url=url, region_name="us-east-1")
+    sqs = boto3.client("sqs", endpoint_url=url, region_name="us-east-1")
+    s3c.create_bucket(Bucket=BUCKET)
+    queue_url = sqs.create_queue(QueueName="egr-uploads")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])
+    s3c.put_bucket_notification_configuration(
+        Bucket=BUCKET,
+        NotificationConfiguration={"QueueConfigurations": [{
+            "QueueArn": arn["Attributes"]["QueueArn"], "Events": ["s3:ObjectCreated:*"],
+            "Filter": {"Key": {"FilterRules": [{"Name": "prefix", "Value": PREFIX}]}},
+        }]},
+    )  # fmt: skip
+    yield url, s3c, sqs, queue_url
+    server.stop()
+
+
+def _wait_runs(deployment_id, n: int, timeout: float = 240.0) -> list:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
+
+    deadline = time.monotonic() + timeout
+    while True:
+        with get_client(sync_client=True) as client:
+            runs = client.read_flow_runs(
+                deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment_id]))
+            )
+        if len(runs) >= n and all(r.state and r.state.is_final() for r in runs):
+            return runs
+        assert time.monotonic() < deadline, [(r.name, r.state) for r in runs]
+        time.sleep(1.0)
+
+
+def test_upload_event_runs_flow_and_rerun_adds_nothing(
+    prefect_server: str, tiny_model: str, s3, tmp_path: Path, corpus_tools
+) -> None:
+    import asyncio
+
+    from prefect.runner import Runner
+
+    from flows.bridge import poll_once, sqs_once
+    from flows.serving import build_deployments, load_spec
+    from tasks.io.store import Store
+    from tasks.io.watch import PrefixPoller
+
+    url, s3c, sqs, queue_url = s3
+    write_corpus, write_questions = corpus_tools
+    docs = write_corpus(tmp_path / "docs", ("invoice",), corrupt=True)
+    questions = write_questions(tmp_path / "q.json", n=2)
+    out = tmp_path / "out"
+    params = {"out": str(out), "questions": str(questions), "model": tiny_model, "device": "cpu",
+              "max_rounds": 1, "storage_options": {"endpoint_url": url}}  # fmt: skip
+    (dep,) = build_deployments(load_spec(), only=["on-upload"], params=params)
+    runner = Runner(query_seconds=1, limit=1, pause_on_shutdown=False)
+    deployment_id = runner.add_deployment(dep)
+    threading.Thread(target=lambda: asyncio.run(runner.start()), daemon=True).start()
+
+    good = next(p for p in docs.iterdir() if p.name.startswith("invoice"))
+    s3c.put_object(Bucket=BUCKET, Key=f"{PREFIX}{good.name}", Body=good.read_bytes())
+    s3c.put_object(
+        Bucket=BUCKET, Key=f"{PREFIX}broken.pdf", Body=(docs / "broken.pdf").read_bytes()
+    )
+    s3c.put_object(Bucket=BUCKET, Key="elsewhere/ignored.pdf", Body=good.read_bytes())
+    found = sqs_once(f"s3://{BUCKET}/{PREFIX}", queue_url, sqs, wait_seconds=2)
+    assert sorted(o.key for o in found) == sorted([f"{PREFIX}{good.name}", f"{PREFIX}broken.pdf"])
+    # A duplicate notification for the same object within the debounce window starts nothing.
+    poller = PrefixPoller(f"s3://{BUCKET}/{PREFIX}", tmp_path / "seen.json", {"endpoint_url": url})
+    assert len(poll_once(poller)) == 2  # the polling fallback sees the same two objects
+
+    runs = _wait_runs(deployment_id, 2)
+    time.sleep(3)
+    runs = _wait_runs(deployment_id, 2)
+    # The corrupt upload is a one-document run whose only items failed: its rows are written,
+    # then the failure-rate gate (0.2 in prefect.yaml) fails that run; the good one completes.
+    assert sorted(r.state.type.value for r in runs) == ["COMPLETED", "FAILED"], runs
+    store = Store(str(out))
+    answers = store.read("answers").to_pylist()
+    assert len(answers) == 4  # 2 objects x 2 questions, once each despite duplicate events
+    status = {Path(d["uri"]).name: d["status"] for d in store.read("documents").to_pylist()}
+    assert status == {good.name: "ok", "broken.pdf": "corrupt"}
+
+    # Same bytes under a new key: a run that skips all done work and adds no rows.
+    s3c.put_object(Bucket=BUCKET, Key=f"{PREFIX}copy-{good.name}", Body=good.read_bytes())
+    assert [o.key for o in sqs_once(f"s3://{BUCKET}/{PREFIX}", queue_url, sqs, 2)] == [
+        f"{PREFIX}copy-{good.name}"
+    ]
+    _wait_runs(deployment_id, 3)
+    assert len(store.read("answers").to_pylist()) == 4
+    runner.stop()
