@@ -6,6 +6,9 @@ returns one :class:`~egr_core.types.GroundedAnswer` per question. It never loads
 Guarantees:
 - the vision tower runs under ``no_grad``, once per distinct input image per ``ground`` call (the
   page view is shared by every question; keys are ``PreparedInputs.cache_keys``);
+- the HF image preprocessing (resize, tiles, patchify) also runs once per distinct image per call:
+  a per-call :class:`~egr_core.adapters.base.ImageCache` is handed to ``adapter.prepare``, so only
+  the text side is redone per question and round;
 - gradients reach only a detached copy of the decoder input embeddings (``torch.autograd.grad``);
   parameters are frozen for the call and the model's training flags and ``requires_grad`` flags are
   restored afterwards, also when the call raises; no hooks are registered.
@@ -13,6 +16,7 @@ Guarantees:
 
 from __future__ import annotations
 
+import inspect
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -24,6 +28,7 @@ from PIL import Image
 
 from egr_core import layout, regions
 from egr_core.adapters import PreparedInputs, VLMAdapter, get_adapter
+from egr_core.adapters.base import ImageCache
 from egr_core.config import EgrConfig
 from egr_core.errors import InputError, TokenLayoutMismatchError
 from egr_core.imaging import CropFn, crop_box, raster_crop_fn
@@ -34,14 +39,17 @@ from egr_core.zoom import RoundOutcome, zoom_loop
 
 #: Smallest image side (px) accepted when the adapter does not declare ``min_image_side``.
 DEFAULT_MIN_IMAGE_SIDE = 28
+#: Preprocessed images kept per ``ground`` call (page + K crops per round for several rounds).
+PREPROCESS_CACHE_SIZE = 32
 
 
 @dataclass
 class _Call:
-    """Per-``ground`` state: encode cache, crop cache, and the stats counter to update."""
+    """Per-``ground`` state: preprocessing, encode and crop caches (they die with the call)."""
 
     page: Image.Image
     crop_fn: CropFn
+    images: ImageCache = field(default_factory=lambda: ImageCache(PREPROCESS_CACHE_SIZE))
     features: dict[Any, torch.Tensor] = field(default_factory=dict)
     crops: dict[tuple[float, ...], Image.Image] = field(default_factory=dict)
 
@@ -84,6 +92,13 @@ class EntropyGradientGrounding:
         mt = getattr(getattr(model, "config", None), "model_type", None)
         self.model_type = mt if isinstance(mt, str) else type(self.adapter).__name__
         self.min_image_side = int(getattr(self.adapter, "min_image_side", DEFAULT_MIN_IMAGE_SIDE))
+        try:
+            params = inspect.signature(self.adapter.prepare).parameters
+        except (TypeError, ValueError):
+            params = {}  # type: ignore[assignment]
+        #: whether ``adapter.prepare`` takes the per-call preprocessing cache (optional in the
+        #: protocol; adapters without it are called as before).
+        self._prepare_takes_cache = "cache" in params
         #: counts: vision_encodes, encode_cache_hits, forwards, backwards, generations, crops.
         self.stats: Counter[str] = Counter()
 
@@ -167,7 +182,12 @@ class EntropyGradientGrounding:
     ) -> tuple[PreparedInputs, torch.Tensor, dict[str, float]]:
         """Prepare, encode (cached, no_grad), check counts and scatter: (1, T, D) embeddings."""
         t = time.perf_counter()
-        prep = self.adapter.prepare(self.processor, images, text)
+        if self._prepare_takes_cache:
+            hits = call.images.hits
+            prep = self.adapter.prepare(self.processor, images, text, cache=call.images)
+            self.stats["preprocess_cache_hits"] += call.images.hits - hits
+        else:
+            prep = self.adapter.prepare(self.processor, images, text)
         timings = {"prepare_ms": _ms(t)}
         n = len(prep.image_positions)
         layout.check_token_counts(n, prep.layout, self.model_type)
@@ -267,11 +287,22 @@ class EntropyGradientGrounding:
             with torch.no_grad():
                 prep, embeds, timings = self._embed(call, [call.page], q.text)
                 t = time.perf_counter()
-                logits = self.adapter.next_token_logits(self.model, prep, embeds)  # (1, V)
+                both = getattr(self.adapter, "generate_with_logits", None)
+                if both is not None:  # one prefill gives the entropy and starts the answer
+                    answer, logits = both(
+                        self.model, self.processor, prep, embeds, self.config.max_new_tokens
+                    )
+                    self.stats["generations"] += 1
+                else:
+                    logits = self.adapter.next_token_logits(self.model, prep, embeds)  # (1, V)
+                    answer = ""
                 self.stats["forwards"] += 1
                 h = check_finite(next_token_entropy(logits)[0], f"question {q.question_id!r}")
-                timings["forward_ms"] = _ms(t)
-            answer, timings["generate_ms"] = self._generate(_RoundData(prep, embeds, h, (), {}))
+                timings["forward_ms"] = _ms(t)  # includes the answer when one call did both
+            if both is None:
+                answer, timings["generate_ms"] = self._generate(_RoundData(prep, embeds, h, (), {}))
+            else:
+                answer, timings["generate_ms"] = answer.strip(), 0.0
             timings["total_ms"] = _ms(t_all)
             return GroundedAnswer(
                 q.question_id, q.text, answer, Status.OK, h, h, (), (), "plain", timings,

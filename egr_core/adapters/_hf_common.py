@@ -8,25 +8,139 @@ token geometry differ (those live in each adapter module).
 
 from __future__ import annotations
 
+import copy
 import hashlib
 from collections.abc import Sequence
 from typing import Any
 
 import torch
 from PIL import Image
+from transformers import BatchFeature
 
+from egr_core.adapters.base import ImageCache
 from egr_core.errors import InputError, TokenLayoutMismatchError
 
 
-def image_cache_key(model_type: str, image: Image.Image) -> tuple[str, int, int, str]:
-    """A key stable for identical pixels: (model_type, width, height, sha256 of RGB bytes)."""
+def image_cache_key(
+    model_type: str, image: Image.Image, cache: ImageCache | None = None
+) -> tuple[str, int, int, str]:
+    """A key stable for identical pixels: (model_type, width, height, hash of the RGB bytes)."""
+    if cache is not None:
+        return (model_type, *cache.digest(image))
     rgb = image if image.mode == "RGB" else image.convert("RGB")
-    digest = hashlib.sha256(rgb.tobytes()).hexdigest()
+    digest = hashlib.blake2b(rgb.tobytes(), digest_size=20).hexdigest()
     return (model_type, rgb.width, rgb.height, digest)
 
 
-def chat_inputs(processor: Any, images: Sequence[Image.Image], question: str) -> dict[str, Any]:
+def _pad_cat(values: list[torch.Tensor], dim: int) -> torch.Tensor:
+    """Concatenate along ``dim``, zero-padding every other axis to the largest size first.
+
+    This is what HF image processors do when they batch images of different tile counts
+    (LLaVA-NeXT's ``_pad_for_batching``); for equal shapes it is a plain ``torch.cat``.
+    """
+    if len(values) == 1:
+        return values[0]
+    shape = [max(int(v.shape[a]) for v in values) for a in range(values[0].ndim)]
+    padded = []
+    for v in values:
+        pad: list[int] = []
+        for a in reversed(range(v.ndim)):  # F.pad lists the last axis first
+            pad += [0, 0 if a == dim else shape[a] - int(v.shape[a])]
+        padded.append(torch.nn.functional.pad(v, pad) if any(pad) else v)
+    return torch.cat(padded, dim=dim)
+
+
+def merge_image_outputs(outputs: list[dict[str, Any]], nested: bool) -> dict[str, Any]:
+    """One image processor output for several images, from the outputs for each image alone.
+
+    Args:
+        outputs: per-image outputs of ``image_processor(images=[im])`` (or ``[[im]]``).
+        nested: the images were one sample's list (Idefics3/SmolVLM ``[[im, ...]]``): tensors are
+            joined along axis 1 and list values inside their single sample; otherwise along axis
+            0 (Qwen patches, LLaVA views, InternVL tiles, LLaVA-NeXT images).
+
+    Returns:
+        The merged mapping; ``test_contract`` checks it equals the processor's own output.
+    """
+    merged: dict[str, Any] = {}
+    for key in outputs[0]:
+        vals = [o[key] for o in outputs]
+        first = vals[0]
+        if isinstance(first, torch.Tensor):
+            merged[key] = _pad_cat(vals, 1 if nested else 0)
+        elif isinstance(first, list):
+            if nested:  # [[a]], [[b]] -> [[a, b]]
+                merged[key] = [[x for v in vals for x in v[0]]]
+            else:
+                merged[key] = [x for v in vals for x in v]
+        else:
+            merged[key] = first
+    return merged
+
+
+class _CachingImageProcessor:
+    """Stands in for ``processor.image_processor`` for one call: each image goes through the real
+    image processor alone (cached in an :class:`ImageCache`), and the per-image outputs are merged
+    into what the real one returns for the whole list. Other attributes are forwarded."""
+
+    def __init__(self, real: Any, cache: ImageCache, tag: str) -> None:
+        self._real = real
+        self._cache = cache
+        self._tag = tag
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._real, name)
+
+    def __call__(self, images: Any, **kwargs: Any) -> Any:
+        nested = isinstance(images, (list, tuple)) and bool(images)
+        nested = nested and isinstance(images[0], (list, tuple))
+        if nested and len(images) != 1:
+            raise ValueError(f"cached preprocessing handles one sample, got {len(images)}")
+        flat = list(images[0]) if nested else list(images)
+        kw = repr(sorted(kwargs.items()))
+        outs = []
+        for im in flat:
+            key = ("preprocess", self._tag, *self._cache.digest(im), kw)
+            one = [[im]] if nested else [im]
+            outs.append(
+                self._cache.get_or_compute(key, lambda one=one: dict(self._real(one, **kwargs)))
+            )
+        return BatchFeature(merge_image_outputs(outs, nested))
+
+
+def processor_call(
+    processor: Any,
+    images: Sequence[Image.Image],
+    text: str,
+    cache: ImageCache | None = None,
+    **kwargs: Any,
+) -> dict[str, Any]:
+    """``processor(images=images, text=[text], return_tensors="pt")``, per-image preprocessing
+    served from ``cache`` when one is given (the text side is tokenised as usual).
+
+    The processor itself is not modified: a shallow copy whose ``image_processor`` is a caching
+    stand-in runs the processor's own ``__call__`` (placeholder expansion, tokenisation,
+    ``mm_token_type_ids``), so every family keeps its exact prompt layout.
+    """
+    target = processor
+    if cache is not None and hasattr(processor, "image_processor"):
+        target = copy.copy(processor)
+        target.image_processor = _CachingImageProcessor(
+            processor.image_processor, cache, type(processor).__name__
+        )
+    return dict(target(images=list(images), text=[text], return_tensors="pt", **kwargs))
+
+
+def chat_inputs(
+    processor: Any,
+    images: Sequence[Image.Image],
+    question: str,
+    cache: ImageCache | None = None,
+) -> dict[str, Any]:
     """Apply the chat template (images first, then the question) and run the processor.
+
+    Args:
+        cache: per-image preprocessing cache of the current explainer call (optional).
 
     Returns:
         The processor's tensors (batch size 1), as a plain dict.
@@ -43,8 +157,7 @@ def chat_inputs(processor: Any, images: Sequence[Image.Image], question: str) ->
     content.append({"type": "text", "text": question})
     messages = [{"role": "user", "content": content}]
     text = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-    out = processor(images=rgb, text=text, return_tensors="pt")
-    return dict(out)
+    return processor_call(processor, rgb, text, cache)
 
 
 def placeholder_positions(input_ids: torch.Tensor, token_id: int) -> torch.Tensor:
@@ -112,6 +225,20 @@ def greedy_generate(
     ``input_ids`` are passed alongside so the returned sequence has the prompt prefix, and no
     pixel inputs are passed, so the model's forward skips its vision branch.
     """
+    return greedy_generate_with_logits(
+        model, processor, prepared_inputs, inputs_embeds, max_new_tokens
+    )[0]
+
+
+def greedy_generate_with_logits(
+    model: Any,
+    processor: Any,
+    prepared_inputs: dict[str, Any],
+    inputs_embeds: torch.Tensor,
+    max_new_tokens: int,
+) -> tuple[str, torch.Tensor]:
+    """:func:`greedy_generate` plus the raw logits (1, V) float32 of the first generated token,
+    i.e. of the prefill (the same values :func:`last_logits` gives for these embeddings)."""
     input_ids = prepared_inputs["input_ids"].to(inputs_embeds.device)  # (1, T)
     attention_mask = prepared_inputs["attention_mask"].to(inputs_embeds.device)  # (1, T)
     with torch.no_grad():
@@ -122,9 +249,12 @@ def greedy_generate(
             max_new_tokens=max_new_tokens,
             do_sample=False,
             num_beams=1,
+            output_logits=True,
+            return_dict_in_generate=True,
         )
-    new_tokens = out[:, input_ids.shape[1] :]  # (1, new)
-    return str(processor.batch_decode(new_tokens, skip_special_tokens=True)[0]).strip()
+    new_tokens = out.sequences[:, input_ids.shape[1] :]  # (1, new)
+    text = str(processor.batch_decode(new_tokens, skip_special_tokens=True)[0]).strip()
+    return text, out.logits[0].float()  # (1, V)
 
 
 def image_sizes_of(images: Sequence[Image.Image]) -> tuple[tuple[int, int], ...]:

@@ -4,7 +4,8 @@ An adapter has no state beyond constants and never loads weights; the model and 
 handed in. The core (``egr_core.explain``) drives the adapter like this, for one question on a page
 view plus zero or more crops::
 
-    prep = adapter.prepare(processor, images, question)       # chat template + processor
+    prep = adapter.prepare(processor, images, question,       # chat template + processor;
+                           cache=image_cache)                 # per-image preprocessing cached
     feats = [cache_or(adapter.encode_image(model, prep, i))   # vision tower, under no_grad,
              for i in range(len(images))]                     # once per distinct image
     embeds = adapter.embed(model, prep, feats)                # (1, T, D) features scattered in
@@ -20,6 +21,9 @@ Counts are checked loudly by the core: ``len(prep.image_positions) == prep.layou
 
 from __future__ import annotations
 
+import hashlib
+from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
@@ -55,6 +59,61 @@ class PreparedInputs:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+class ImageCache:
+    """A small LRU of per-image preprocessing results, owned by one explainer call.
+
+    The core creates one per ``ground()`` call and hands it to ``adapter.prepare(..., cache=...)``,
+    so each distinct image (the page view, each crop) is run through the HF image processor once
+    per call however many questions and rounds see it; only the text side is redone per prompt.
+    Entries are keyed by the image's content digest and size (plus whatever the adapter adds,
+    e.g. the processor kwargs), never by object identity; :meth:`digest` memoises the hash per
+    image object while the cache holds a reference to it, so the id cannot be recycled meanwhile.
+    Images must not be mutated in place during the call.
+
+    Args:
+        maxsize: entries kept (least recently used dropped first); a page plus K crops per round
+            for a few rounds fits the default.
+    """
+
+    def __init__(self, maxsize: int = 32) -> None:
+        if maxsize < 1:
+            raise ValueError(f"ImageCache maxsize must be >= 1, got {maxsize}")
+        self.maxsize = maxsize
+        self._items: OrderedDict[Any, Any] = OrderedDict()
+        self._digests: OrderedDict[int, tuple[Image.Image, str]] = OrderedDict()
+        self.hits = 0
+        self.misses = 0
+
+    def digest(self, image: Image.Image) -> tuple[int, int, str]:
+        """(width, height, blake2b hex of the RGB bytes): stable for identical pixels."""
+        memo = self._digests.get(id(image))
+        if memo is not None and memo[0] is image:
+            self._digests.move_to_end(id(image))
+            return image.width, image.height, memo[1]
+        rgb = image if image.mode == "RGB" else image.convert("RGB")
+        hexd = hashlib.blake2b(rgb.tobytes(), digest_size=20).hexdigest()
+        self._digests[id(image)] = (image, hexd)  # holds the image: its id stays unique
+        while len(self._digests) > self.maxsize:
+            self._digests.popitem(last=False)
+        return image.width, image.height, hexd
+
+    def get_or_compute(self, key: Any, compute: Callable[[], Any]) -> Any:
+        """The cached value under ``key``, computing (and storing) it on a miss."""
+        if key in self._items:
+            self.hits += 1
+            self._items.move_to_end(key)
+            return self._items[key]
+        self.misses += 1
+        value = compute()
+        self._items[key] = value
+        while len(self._items) > self.maxsize:
+            self._items.popitem(last=False)
+        return value
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
 @runtime_checkable
 class VLMAdapter(Protocol):
     #: HF ``config.model_type`` strings this adapter serves (registry key).
@@ -63,9 +122,18 @@ class VLMAdapter(Protocol):
     config_defaults: ClassVar[dict[str, Any]]
 
     def prepare(
-        self, processor: Any, images: list[Image.Image], question: str
+        self,
+        processor: Any,
+        images: list[Image.Image],
+        question: str,
+        cache: ImageCache | None = None,
     ) -> PreparedInputs:
-        """Apply the chat template (images first, then the question, generation prompt on)."""
+        """Apply the chat template (images first, then the question, generation prompt on).
+
+        With ``cache`` the per-image preprocessing is looked up there (and stored on a miss); the
+        result must equal the uncached one exactly. Adapters without the parameter still work:
+        the core then calls ``prepare`` without it.
+        """
         ...
 
     def encode_image(self, model: Any, prepared: PreparedInputs, index: int) -> torch.Tensor:

@@ -29,7 +29,7 @@ from PIL import Image
 
 from egr_core.adapters import _hf_common as hf
 from egr_core.adapters import register
-from egr_core.adapters.base import PreparedInputs
+from egr_core.adapters.base import ImageCache, PreparedInputs
 from egr_core.adapters.llava import size_get
 from egr_core.errors import TokenLayoutMismatchError
 from egr_core.types import Box, GridSpan, TokenLayout
@@ -106,9 +106,15 @@ class Idefics3Adapter:
         "se_variant": "smoothed",
     }
 
-    def prepare(self, processor: Any, images: list[Image.Image], question: str) -> PreparedInputs:
+    def prepare(
+        self,
+        processor: Any,
+        images: list[Image.Image],
+        question: str,
+        cache: ImageCache | None = None,
+    ) -> PreparedInputs:
         """Chat template + processor; tile spans plus a global span per image."""
-        inputs = hf.chat_inputs(processor, images, question)
+        inputs = hf.chat_inputs(processor, images, question, cache)
         model_type = "smolvlm" if "SmolVLM" in type(processor).__name__ else "idefics3"
         positions = hf.placeholder_positions(inputs["input_ids"], int(processor.image_token_id))
         per_tile = int(processor.image_seq_len)
@@ -137,7 +143,7 @@ class Idefics3Adapter:
             layout=TokenLayout(tuple(spans)),
             image_token_counts=tuple(counts),
             image_sizes=hf.image_sizes_of(images),
-            cache_keys=tuple(hf.image_cache_key(model_type, im) for im in images),
+            cache_keys=tuple(hf.image_cache_key(model_type, im, cache) for im in images),
             extra={"frames_per_image": tuple(frames), "model_type": model_type},
         )
 
@@ -184,5 +190,18 @@ class Idefics3Adapter:
     ) -> str:
         """Greedy answer from the precomputed embeddings."""
         return hf.greedy_generate(
+            model, processor, prepared.model_inputs, inputs_embeds, max_new_tokens
+        )
+
+    def generate_with_logits(
+        self,
+        model: Any,
+        processor: Any,
+        prepared: PreparedInputs,
+        inputs_embeds: torch.Tensor,
+        max_new_tokens: int,
+    ) -> tuple[str, torch.Tensor]:
+        """Greedy answer and the prefill's first-token logits (1, V): one prefill for both."""
+        return hf.greedy_generate_with_logits(
             model, processor, prepared.model_inputs, inputs_embeds, max_new_tokens
         )

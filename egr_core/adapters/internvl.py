@@ -24,7 +24,7 @@ from transformers.models.got_ocr2.image_processing_got_ocr2 import get_optimal_t
 
 from egr_core.adapters import _hf_common as hf
 from egr_core.adapters import register
-from egr_core.adapters.base import PreparedInputs
+from egr_core.adapters.base import ImageCache, PreparedInputs
 from egr_core.adapters.llava import size_get
 from egr_core.errors import TokenLayoutMismatchError
 from egr_core.types import Box, GridSpan, TokenLayout
@@ -69,9 +69,15 @@ class InternVLAdapter:
         "se_variant": "smoothed",
     }
 
-    def prepare(self, processor: Any, images: list[Image.Image], question: str) -> PreparedInputs:
+    def prepare(
+        self,
+        processor: Any,
+        images: list[Image.Image],
+        question: str,
+        cache: ImageCache | None = None,
+    ) -> PreparedInputs:
         """Chat template + processor; tile spans (+ thumbnail) per image."""
-        inputs = hf.chat_inputs(processor, images, question)
+        inputs = hf.chat_inputs(processor, images, question, cache)
         positions = hf.placeholder_positions(inputs["input_ids"], int(processor.image_token_id))
         ip = processor.image_processor
         per_tile = int(processor.image_seq_length)
@@ -110,7 +116,7 @@ class InternVLAdapter:
             layout=TokenLayout(tuple(spans)),
             image_token_counts=tuple(counts),
             image_sizes=hf.image_sizes_of(images),
-            cache_keys=tuple(hf.image_cache_key("internvl", im) for im in images),
+            cache_keys=tuple(hf.image_cache_key("internvl", im, cache) for im in images),
             extra={"tiles_per_image": tuple(n_views)},
         )
 
@@ -153,5 +159,18 @@ class InternVLAdapter:
     ) -> str:
         """Greedy answer from the precomputed embeddings."""
         return hf.greedy_generate(
+            model, processor, prepared.model_inputs, inputs_embeds, max_new_tokens
+        )
+
+    def generate_with_logits(
+        self,
+        model: Any,
+        processor: Any,
+        prepared: PreparedInputs,
+        inputs_embeds: torch.Tensor,
+        max_new_tokens: int,
+    ) -> tuple[str, torch.Tensor]:
+        """Greedy answer and the prefill's first-token logits (1, V): one prefill for both."""
+        return hf.greedy_generate_with_logits(
             model, processor, prepared.model_inputs, inputs_embeds, max_new_tokens
         )

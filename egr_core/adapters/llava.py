@@ -23,7 +23,7 @@ from PIL import Image
 
 from egr_core.adapters import _hf_common as hf
 from egr_core.adapters import register
-from egr_core.adapters.base import PreparedInputs
+from egr_core.adapters.base import ImageCache, PreparedInputs
 from egr_core.errors import TokenLayoutMismatchError
 from egr_core.types import Box, GridSpan, TokenLayout
 
@@ -93,9 +93,15 @@ class LlavaAdapter:
         "se_variant": "llava",
     }
 
-    def prepare(self, processor: Any, images: list[Image.Image], question: str) -> PreparedInputs:
+    def prepare(
+        self,
+        processor: Any,
+        images: list[Image.Image],
+        question: str,
+        cache: ImageCache | None = None,
+    ) -> PreparedInputs:
         """Chat template + processor; one CLIP grid span per image."""
-        inputs = hf.chat_inputs(processor, images, question)
+        inputs = hf.chat_inputs(processor, images, question, cache)
         token_id = int(processor.image_token_id)
         positions = hf.placeholder_positions(inputs["input_ids"], token_id)  # (N,)
         patch = int(processor.patch_size)
@@ -119,7 +125,7 @@ class LlavaAdapter:
             layout=layout,
             image_token_counts=tuple(counts),
             image_sizes=hf.image_sizes_of(images),
-            cache_keys=tuple(hf.image_cache_key("llava", im) for im in images),
+            cache_keys=tuple(hf.image_cache_key("llava", im, cache) for im in images),
         )
 
     def encode_image(self, model: Any, prepared: PreparedInputs, index: int) -> torch.Tensor:
@@ -159,5 +165,18 @@ class LlavaAdapter:
     ) -> str:
         """Greedy answer from the precomputed embeddings."""
         return hf.greedy_generate(
+            model, processor, prepared.model_inputs, inputs_embeds, max_new_tokens
+        )
+
+    def generate_with_logits(
+        self,
+        model: Any,
+        processor: Any,
+        prepared: PreparedInputs,
+        inputs_embeds: torch.Tensor,
+        max_new_tokens: int,
+    ) -> tuple[str, torch.Tensor]:
+        """Greedy answer and the prefill's first-token logits (1, V): one prefill for both."""
+        return hf.greedy_generate_with_logits(
             model, processor, prepared.model_inputs, inputs_embeds, max_new_tokens
         )

@@ -34,7 +34,7 @@ from transformers.image_processing_utils import select_best_resolution
 
 from egr_core.adapters import _hf_common as hf
 from egr_core.adapters import register
-from egr_core.adapters.base import PreparedInputs
+from egr_core.adapters.base import ImageCache, PreparedInputs
 from egr_core.adapters.llava import size_get
 from egr_core.errors import TokenLayoutMismatchError
 from egr_core.types import Box, GridSpan, TokenLayout
@@ -103,9 +103,15 @@ class LlavaNextAdapter:
         "se_variant": "llava",
     }
 
-    def prepare(self, processor: Any, images: list[Image.Image], question: str) -> PreparedInputs:
+    def prepare(
+        self,
+        processor: Any,
+        images: list[Image.Image],
+        question: str,
+        cache: ImageCache | None = None,
+    ) -> PreparedInputs:
         """Chat template + processor; base and canvas spans per image, newlines excluded."""
-        inputs = hf.chat_inputs(processor, images, question)
+        inputs = hf.chat_inputs(processor, images, question, cache)
         if processor.vision_feature_select_strategy != "default":
             raise ValueError(
                 "LLaVA-NeXT adapter expects vision_feature_select_strategy='default', got "
@@ -143,7 +149,7 @@ class LlavaNextAdapter:
             layout=TokenLayout(tuple(spans)),
             image_token_counts=tuple(counts),
             image_sizes=hf.image_sizes_of(images),
-            cache_keys=tuple(hf.image_cache_key("llava_next", im) for im in images),
+            cache_keys=tuple(hf.image_cache_key("llava_next", im, cache) for im in images),
             extra={"newline_positions": placeholders[torch.cat(newline)], "keep_masks": keep},
         )
 
@@ -200,5 +206,18 @@ class LlavaNextAdapter:
     ) -> str:
         """Greedy answer from the precomputed embeddings."""
         return hf.greedy_generate(
+            model, processor, prepared.model_inputs, inputs_embeds, max_new_tokens
+        )
+
+    def generate_with_logits(
+        self,
+        model: Any,
+        processor: Any,
+        prepared: PreparedInputs,
+        inputs_embeds: torch.Tensor,
+        max_new_tokens: int,
+    ) -> tuple[str, torch.Tensor]:
+        """Greedy answer and the prefill's first-token logits (1, V): one prefill for both."""
+        return hf.greedy_generate_with_logits(
             model, processor, prepared.model_inputs, inputs_embeds, max_new_tokens
         )

@@ -24,8 +24,9 @@ from typing import Any, ClassVar
 import torch
 from PIL import Image
 
+from egr_core.adapters import _hf_common as hf
 from egr_core.adapters import register
-from egr_core.adapters.base import PreparedInputs
+from egr_core.adapters.base import ImageCache, PreparedInputs
 from egr_core.errors import InputError, TokenLayoutMismatchError
 from egr_core.types import Box, GridSpan, TokenLayout
 
@@ -44,13 +45,21 @@ class QwenVLAdapter:
     }
 
     # ------------------------------------------------------------------ inputs and layout
-    def prepare(self, processor: Any, images: list[Image.Image], question: str) -> PreparedInputs:
+    def prepare(
+        self,
+        processor: Any,
+        images: list[Image.Image],
+        question: str,
+        cache: ImageCache | None = None,
+    ) -> PreparedInputs:
         """Chat template (images first, then the question, generation prompt on) + processor.
 
         Args:
             processor: a Qwen2/2.5/3-VL processor (``AutoProcessor.from_pretrained``).
             images: the page view first, then crops; PIL images of any size.
             question: the question text.
+            cache: per-image preprocessing cache of the current explainer call (optional); the
+                page view is then resized and patchified once per call, not once per prompt.
 
         Returns:
             PreparedInputs with ``model_inputs`` from the processor (input_ids (1, T),
@@ -81,18 +90,28 @@ class QwenVLAdapter:
         content.append({"type": "text", "text": question})
         messages = [{"role": "user", "content": content}]
         text = processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        batch = processor(text=[text], images=list(images), return_tensors="pt")
+        batch = hf.processor_call(processor, images, text, cache)
         model_inputs = {k: v for k, v in batch.items() if isinstance(v, torch.Tensor)}
         sizes = tuple((int(im.size[0]), int(im.size[1])) for im in images)
-        return self.prepared_from_inputs(processor, model_inputs, sizes)
+        model_type = _processor_model_type(processor)
+        # Keyed by the image pixels (+ its grid, i.e. the processor's resize) rather than a hash of
+        # pixel_values: hashing ~1k patches x 1176 floats cost ~50 ms per prompt.
+        keys = tuple(
+            (*hf.image_cache_key(model_type, im, cache), tuple(int(x) for x in g))
+            for im, g in zip(images, model_inputs["image_grid_thw"], strict=True)
+        )
+        return self.prepared_from_inputs(processor, model_inputs, sizes, keys)
 
     def prepared_from_inputs(
         self,
         processor: Any,
         model_inputs: dict[str, torch.Tensor],
         image_sizes: tuple[tuple[int, int], ...],
+        cache_keys: tuple[Any, ...] | None = None,
     ) -> PreparedInputs:
         """Build :class:`PreparedInputs` from processor outputs (the part after the processor).
+
+        ``cache_keys`` default to a hash of each image's ``pixel_values`` rows and grid.
 
         Raises:
             TokenLayoutMismatchError: placeholder tokens in ``input_ids`` differ from grid cells.
@@ -114,12 +133,16 @@ class QwenVLAdapter:
         counts = tuple(int(g.prod()) // merge**2 for g in grid)
         patch_rows = [int(g.prod()) for g in grid]
         pv = model_inputs["pixel_values"]  # (sum_i t_i*h_i*w_i, C*tp*p*p)
-        keys, offset = [], 0
-        for i, n in enumerate(patch_rows):
-            digest = hashlib.sha1(pv[offset : offset + n].detach().cpu().numpy().tobytes())
-            digest.update(str(tuple(int(x) for x in grid[i])).encode())
-            keys.append((model_type, digest.hexdigest()))
-            offset += n
+        if cache_keys is None:
+            keys, offset = [], 0
+            for i, n in enumerate(patch_rows):
+                digest = hashlib.sha1(pv[offset : offset + n].detach().cpu().numpy().tobytes())
+                digest.update(str(tuple(int(x) for x in grid[i])).encode())
+                keys.append((model_type, digest.hexdigest()))
+                offset += n
+            cache_keys = tuple(keys)
+        if len(cache_keys) != len(image_sizes):
+            raise ValueError(f"{len(cache_keys)} cache keys for {len(image_sizes)} images")
         patch = int(processor.image_processor.patch_size)
         return PreparedInputs(
             model_inputs=model_inputs,
@@ -127,7 +150,7 @@ class QwenVLAdapter:
             layout=layout,
             image_token_counts=counts,
             image_sizes=image_sizes,
-            cache_keys=tuple(keys),
+            cache_keys=cache_keys,
             extra={
                 "model_type": model_type,
                 "image_token_id": int(processor.image_token_id),
@@ -284,6 +307,12 @@ class QwenVLAdapter:
         Returns:
             (n,) generated token ids, including the EOS token if one was produced.
         """
+        return self._greedy(model, prepared, inputs_embeds, max_new_tokens)[0]
+
+    def _greedy(
+        self, model: Any, prepared: PreparedInputs, inputs_embeds: torch.Tensor, max_new_tokens: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(generated ids (n,), float32 logits (1, V) of the prefill = the first answer token)."""
         eos = model.generation_config.eos_token_id
         eos_ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
         dec, table = self.decoder(model), model.get_input_embeddings()
@@ -299,8 +328,11 @@ class QwenVLAdapter:
                 inputs_embeds=inputs_embeds.detach(), attention_mask=attn, position_ids=positions,
                 use_cache=True, **self._decoder_kwargs(prepared, inputs_embeds.device),
             )  # fmt: skip
+            first: torch.Tensor | None = None
             for _ in range(max_new_tokens):
                 logits = model.lm_head(out.last_hidden_state[:, -1, :])  # (1, V)
+                if first is None:
+                    first = logits.float()
                 tok = int(logits.argmax(-1))
                 out_ids.append(tok)
                 if tok in eos_ids:
@@ -313,7 +345,22 @@ class QwenVLAdapter:
                     inputs_embeds=step, attention_mask=attn, position_ids=pos,
                     past_key_values=out.past_key_values, use_cache=True,
                 )  # fmt: skip
-        return torch.tensor(out_ids, dtype=torch.long)
+            if first is None:
+                first = model.lm_head(out.last_hidden_state[:, -1, :]).float()
+        return torch.tensor(out_ids, dtype=torch.long), first
+
+    def generate_with_logits(
+        self,
+        model: Any,
+        processor: Any,
+        prepared: PreparedInputs,
+        inputs_embeds: torch.Tensor,
+        max_new_tokens: int,
+    ) -> tuple[str, torch.Tensor]:
+        """Greedy answer text and the prefill's first-token logits (1, V) float32: one prefill
+        serves both the plain-mode entropy and the answer."""
+        ids, first = self._greedy(model, prepared, inputs_embeds, max_new_tokens)
+        return processor.tokenizer.decode(ids.tolist(), skip_special_tokens=True).strip(), first
 
     def generate(
         self,

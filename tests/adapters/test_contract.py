@@ -21,12 +21,48 @@ from .conftest import TinyVLM, make_page
 QUESTION = "What is the total amount?"
 
 
-def _hook_count(model: torch.nn.Module) -> int:
-    n = 0
-    for m in model.modules():
-        n += len(m._forward_hooks) + len(m._forward_pre_hooks)
-        n += len(m._backward_hooks) + len(m._backward_pre_hooks)
-    return n
+_HOOK_DICTS = (
+    "_forward_hooks",
+    "_forward_pre_hooks",
+    "_backward_hooks",
+    "_backward_pre_hooks",
+    "_state_dict_hooks",
+    "_state_dict_pre_hooks",
+    "_load_state_dict_pre_hooks",
+    "_load_state_dict_post_hooks",
+)
+_GLOBAL_HOOK_DICTS = (
+    "_global_forward_hooks",
+    "_global_forward_pre_hooks",
+    "_global_backward_hooks",
+    "_global_backward_pre_hooks",
+)
+
+
+def _hooks(model: torch.nn.Module) -> dict[tuple[str, str], frozenset[tuple[int, int]]]:
+    """Every hook of every module (and torch's global ones): {(module, dict): {(id, fn id)}}.
+
+    Compared before and after an egr call, this proves egr registers nothing and removes nothing.
+    transformers installs its own output-capturing hooks lazily on a model's first forward and
+    keeps them, so the snapshot is taken after a warm-up forward (see ``_warm_up``).
+    """
+    snap = {
+        (name, attr): frozenset((k, id(f)) for k, f in getattr(m, attr).items())
+        for name, m in model.named_modules()
+        for attr in _HOOK_DICTS
+        if hasattr(m, attr)
+    }
+    glob = torch.nn.modules.module
+    for attr in _GLOBAL_HOOK_DICTS:
+        snap[("<global>", attr)] = frozenset((k, id(f)) for k, f in getattr(glob, attr).items())
+    return snap
+
+
+def _warm_up(t: TinyVLM, page: Image.Image) -> None:
+    """One model forward (vision + decoder) so transformers' lazy hooks are in place."""
+    prep = t.adapter.prepare(t.processor, [page], QUESTION)
+    with torch.no_grad():
+        t.model(**prep.model_inputs)
 
 
 def _encode_all(t: TinyVLM, prep: Any) -> list[torch.Tensor]:
@@ -154,6 +190,38 @@ def test_page_cache_keys_shared_across_questions(tiny: TinyVLM, page: Image.Imag
     assert other not in keys
 
 
+def test_cached_preprocessing_equals_the_processor(tiny: TinyVLM, page: Image.Image) -> None:
+    """With a per-call ImageCache, prepare returns exactly the processor's own inputs (tiles,
+    grids, padding, placeholder expansion), and each distinct image is preprocessed once."""
+    from egr_core.adapters.base import ImageCache
+
+    crops = [
+        page.crop((0, 100, 300, 180)),
+        page.crop((50, 50, 250, 150)),
+        page.crop((10, 0, 60, 400)),
+    ]
+    cache = ImageCache()
+    lists = ([page], [page, crops[0]], [page, crops[1], crops[2]], [crops[2], page])
+    for images in lists:
+        for q in (QUESTION, "Who signed it?"):
+            ref = tiny.adapter.prepare(tiny.processor, images, q)
+            got = tiny.adapter.prepare(tiny.processor, images, q, cache=cache)
+            assert got.model_inputs.keys() == ref.model_inputs.keys()
+            for k, v in ref.model_inputs.items():
+                w = got.model_inputs[k]
+                assert type(w) is type(v), k
+                if isinstance(v, torch.Tensor):
+                    assert w.shape == v.shape and w.dtype == v.dtype, k
+                    assert torch.equal(w, v), f"{tiny.model_type}: cached {k} differs"
+                else:
+                    assert w == v, k
+            assert torch.equal(got.image_positions, ref.image_positions)
+            assert got.layout == ref.layout and got.cache_keys == ref.cache_keys
+            assert got.image_token_counts == ref.image_token_counts
+    assert cache.misses == 4, f"4 distinct images, {cache.misses} preprocessing runs"
+    assert cache.hits == 2 * sum(len(x) for x in lists) - 4
+
+
 def test_page_encoded_once_for_several_questions(
     tiny: TinyVLM, page: Image.Image, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -167,17 +235,19 @@ def test_page_encoded_once_for_several_questions(
         encoded.append(prep.cache_keys[index])
         return real(model, prep, index)
 
+    _warm_up(tiny, page)
     monkeypatch.setattr(adapter, "encode_image", counting)
     cfg = EgrConfig.for_adapter(type(adapter).config_defaults, max_rounds=1, max_new_tokens=3)
     egg = EntropyGradientGrounding(tiny.model, tiny.processor, adapter, cfg)
-    hooks = _hook_count(tiny.model)
+    hooks = _hooks(tiny.model)
     answers = egg.ground(page, ["What is the total?", "Who signed it?", "When was it dated?"])
     assert len(answers) == 3
     page_key = adapter.prepare(tiny.processor, [page], "x?").cache_keys[0]
     assert encoded.count(page_key) == 1, f"page view encoded {encoded.count(page_key)} times"
     assert len(encoded) == len(set(encoded)), "an image was encoded twice"
     assert egg.stats["vision_encodes"] == len(encoded)
-    assert _hook_count(tiny.model) == hooks
+    assert egg.stats["preprocess_cache_hits"] >= 2  # questions 2 and 3 reuse the page's pixels
+    assert _hooks(tiny.model) == hooks, "egr left hooks behind (or removed some)"
 
 
 def test_no_hooks_or_grad_state_left_after_a_raising_forward(
@@ -192,7 +262,8 @@ def test_no_hooks_or_grad_state_left_after_a_raising_forward(
         real(m, prep, embeds)
         raise RuntimeError("forward failed on purpose")
 
-    hooks, grad_on = _hook_count(model), torch.is_grad_enabled()
+    _warm_up(tiny, page)
+    hooks, grad_on = _hooks(model), torch.is_grad_enabled()
     flags = [p.requires_grad for p in model.parameters()]
     monkeypatch.setattr(adapter, "next_token_logits", boom)
     egg = EntropyGradientGrounding(model, tiny.processor, adapter)
@@ -205,7 +276,7 @@ def test_no_hooks_or_grad_state_left_after_a_raising_forward(
     with pytest.raises((RuntimeError, ValueError)):
         adapter.embed(model, prep, _encode_all(tiny, prep))
         adapter.next_token_logits(model, prep, bad)
-    assert _hook_count(model) == hooks
+    assert _hooks(model) == hooks, "egr left hooks behind (or removed some)"
     assert torch.is_grad_enabled() == grad_on
     assert [p.requires_grad for p in model.parameters()] == flags
 
@@ -229,3 +300,20 @@ def test_generate_equals_model_generate(tiny: TinyVLM, page: Image.Image) -> Non
     n = prep.model_inputs["input_ids"].shape[1]
     ref = tiny.processor.tokenizer.decode(ids[0, n:].tolist(), skip_special_tokens=True).strip()
     assert ours == ref
+
+
+def test_generate_with_logits_is_generate_plus_first_token_logits(
+    tiny: TinyVLM, page: Image.Image
+) -> None:
+    """Plain mode's single prefill: same answer as generate, same logits as next_token_logits."""
+    prep = tiny.adapter.prepare(tiny.processor, [page, page.crop((0, 0, 150, 120))], QUESTION)
+    with torch.no_grad():
+        embeds = tiny.adapter.embed(tiny.model, prep, _encode_all(tiny, prep))
+        text, logits = tiny.adapter.generate_with_logits(
+            tiny.model, tiny.processor, prep, embeds, 6
+        )
+        ref_logits = tiny.adapter.next_token_logits(tiny.model, prep, embeds)
+        ref_text = tiny.adapter.generate(tiny.model, tiny.processor, prep, embeds, 6)
+    assert text == ref_text
+    assert logits.shape == ref_logits.shape and logits.dtype == torch.float32
+    torch.testing.assert_close(logits, ref_logits, rtol=1e-4, atol=1e-4)
