@@ -13,7 +13,9 @@ import os
 import re
 import time
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -68,6 +70,69 @@ def _check_out(out: Path, force: bool) -> list[Path]:
     return ours
 
 
+@dataclass(frozen=True)
+class SynthResult:
+    """What :func:`write_corpus` wrote."""
+
+    out: Path
+    rows: list[dict[str, object]]
+    n_questions: int
+    n_docs: Counter[str]
+    n_pages: Counter[str]
+    n_small: Counter[str]
+    elapsed_s: float
+
+    @property
+    def questions_path(self) -> Path:
+        return self.out / QUESTIONS
+
+    @property
+    def ground_truth_path(self) -> Path:
+        return self.out / GROUND_TRUTH
+
+
+def write_corpus(
+    out: Path, docs: int, seed: int, kinds: tuple[str, ...], *, force: bool, status: Any = None
+) -> SynthResult:
+    """Write ``docs`` PDFs, ``questions.yaml`` and ``ground_truth.jsonl`` into ``out``.
+
+    Raises:
+        typer.BadParameter: ``out`` is not a folder, holds foreign PDFs, or holds an earlier
+            synth run and ``force`` is off.
+    """
+    from egr_core.questions import dump_questions
+    from egr_core.synth import generate_corpus, question_set
+
+    stale = _check_out(out, force)
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    rows: list[dict[str, object]] = []
+    written: set[str] = set()
+    n_docs: Counter[str] = Counter()
+    n_pages: Counter[str] = Counter()
+    n_small: Counter[str] = Counter()
+    for i, (name, doc) in enumerate(generate_corpus(docs, seed, kinds)):
+        _write_atomic(out / name, doc.pdf)
+        written.add(name)
+        gt = doc.ground_truth(name)
+        rows.extend(gt)
+        n_docs[doc.kind] += 1
+        n_pages[doc.kind] += doc.n_pages
+        n_small[doc.kind] += sum(1 for r in gt if r["small_print"])
+        if status is not None:
+            status.update(f"drawing documents ... {i + 1}/{docs}")
+    for p in stale:
+        if p.suffix == ".pdf" and p.name not in written:
+            p.unlink()
+    questions = question_set(kinds)
+    _write_atomic(out / QUESTIONS, dump_questions(questions).encode())
+    jsonl = "".join(json.dumps(r, sort_keys=False) + "\n" for r in rows)
+    _write_atomic(out / GROUND_TRUTH, jsonl.encode())
+    return SynthResult(
+        out, rows, len(questions), n_docs, n_pages, n_small, time.perf_counter() - t0
+    )
+
+
 def command(
     out: Path = typer.Argument(..., help="Folder to write the PDFs, questions and ground truth."),
     docs: int = typer.Option(20, "--docs", "-n", min=1, help="Number of documents."),
@@ -85,39 +150,14 @@ def command(
     from rich.console import Console
     from rich.table import Table
 
-    from egr_core.questions import dump_questions
     from egr_core.synth import QUESTIONS as BY_KIND
-    from egr_core.synth import generate_corpus, question_set
 
     console = Console()
     chosen = _parse_kinds(kinds)
-    stale = _check_out(out, force)
-    out.mkdir(parents=True, exist_ok=True)
-
-    t0 = time.perf_counter()
-    rows: list[dict[str, object]] = []
-    written: set[str] = set()
-    n_docs: Counter[str] = Counter()
-    n_pages: Counter[str] = Counter()
-    n_small: Counter[str] = Counter()
     with console.status(f"drawing {docs} documents ...") as status:
-        for i, (name, doc) in enumerate(generate_corpus(docs, seed, chosen)):
-            _write_atomic(out / name, doc.pdf)
-            written.add(name)
-            gt = doc.ground_truth(name)
-            rows.extend(gt)
-            n_docs[doc.kind] += 1
-            n_pages[doc.kind] += doc.n_pages
-            n_small[doc.kind] += sum(1 for r in gt if r["small_print"])
-            status.update(f"drawing documents ... {i + 1}/{docs}")
-    for p in stale:
-        if p.suffix == ".pdf" and p.name not in written:
-            p.unlink()
-    questions = question_set(chosen)
-    _write_atomic(out / QUESTIONS, dump_questions(questions).encode())
-    jsonl = "".join(json.dumps(r, sort_keys=False) + "\n" for r in rows)
-    _write_atomic(out / GROUND_TRUTH, jsonl.encode())
-    elapsed = time.perf_counter() - t0
+        res = write_corpus(out, docs, seed, chosen, force=force, status=status)
+    rows, n_docs, n_pages, n_small = res.rows, res.n_docs, res.n_pages, res.n_small
+    elapsed = res.elapsed_s
 
     table = Table(title=f"egr synth: {docs} documents, seed {seed}", title_justify="left")
     for col in ("kind", "documents", "pages", "questions", "answers", "small print"):
@@ -135,14 +175,14 @@ def command(
         "total",
         str(sum(n_docs.values())),
         str(sum(n_pages.values())),
-        str(len(questions)),
+        str(res.n_questions),
         str(len(rows)),
         str(sum(n_small.values())),
         style="bold",
     )
     console.print(table)
     console.print(f"PDFs           {out}/<kind>-<index>.pdf")
-    console.print(f"questions      {out / QUESTIONS}  ({len(questions)} questions, all kinds)")
+    console.print(f"questions      {out / QUESTIONS}  ({res.n_questions} questions, all kinds)")
     console.print(f"ground truth   {out / GROUND_TRUTH}  ({len(rows)} rows)")
     console.print(f"done in {elapsed:.1f} s")
     console.print(f"ask them:      egr run {out} --questions {out / QUESTIONS} --out <tables>")
