@@ -5,8 +5,13 @@ function named ``command``; heavy imports (torch, prefect) stay inside those fun
 from __future__ import annotations
 
 import importlib
+import os
 
 import typer
+
+# egr shows its own progress; the per-tensor "Loading weights" bars of transformers are noise here.
+# An explicit setting in the environment wins.
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
 app = typer.Typer(
     name="egr",
@@ -18,7 +23,16 @@ app = typer.Typer(
 
 # (command name, module under egr.commands). Add one line per command.
 COMMANDS: list[tuple[str, str]] = [
+    ("tiny-model", "tiny_model"),
     ("synth", "synth"),
+    ("query", "query"),
+    ("show", "show"),
+    ("run", "run"),
+    ("watch", "watch"),
+    ("serve", "serve"),
+    ("ask", "ask"),
+    ("demo", "demo"),
+    ("train-reader", "train_reader"),
 ]
 
 for _name, _module in COMMANDS:

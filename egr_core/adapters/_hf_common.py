@@ -260,3 +260,41 @@ def greedy_generate_with_logits(
 def image_sizes_of(images: Sequence[Image.Image]) -> tuple[tuple[int, int], ...]:
     """(width_px, height_px) of each image."""
     return tuple((int(im.width), int(im.height)) for im in images)
+
+
+class DecoderMixin:
+    """Decoding shared by the adapters whose language model takes plain 1-D positions
+    (LLaVA, LLaVA-NeXT, InternVL, Idefics3/SmolVLM): the model-specific part of those adapters is
+    only how images become placeholder features; what happens after the scatter is the same."""
+
+    def next_token_logits(
+        self, model: Any, prepared: Any, inputs_embeds: torch.Tensor
+    ) -> torch.Tensor:
+        """Language-model forward on ``inputs_embeds``; logits (1, V) float32, last position."""
+        return last_logits(model, prepared.model_inputs, inputs_embeds)
+
+    def generate(
+        self,
+        model: Any,
+        processor: Any,
+        prepared: Any,
+        inputs_embeds: torch.Tensor,
+        max_new_tokens: int,
+    ) -> str:
+        """Greedy answer from the precomputed embeddings."""
+        return greedy_generate(
+            model, processor, prepared.model_inputs, inputs_embeds, max_new_tokens
+        )
+
+    def generate_with_logits(
+        self,
+        model: Any,
+        processor: Any,
+        prepared: Any,
+        inputs_embeds: torch.Tensor,
+        max_new_tokens: int,
+    ) -> tuple[str, torch.Tensor]:
+        """Greedy answer and the prefill's first-token logits (1, V): one prefill for both."""
+        return greedy_generate_with_logits(
+            model, processor, prepared.model_inputs, inputs_embeds, max_new_tokens
+        )

@@ -92,7 +92,7 @@ def idefics3_spans(start: int, image_index: int, rows: int, cols: int, side: int
 
 
 @register
-class Idefics3Adapter:
+class Idefics3Adapter(hf.DecoderMixin):
     """Adapter for ``Idefics3ForConditionalGeneration`` and ``SmolVLMForConditionalGeneration``."""
 
     model_types: ClassVar[tuple[str, ...]] = ("idefics3", "smolvlm")
@@ -173,35 +173,3 @@ class Idefics3Adapter:
         ids = prepared.model_inputs["input_ids"].to(model.device)  # (1, T)
         mt = prepared.extra["model_type"]
         return hf.scatter_features(model, ids, prepared.image_positions, features, mt)
-
-    def next_token_logits(
-        self, model: Any, prepared: PreparedInputs, inputs_embeds: torch.Tensor
-    ) -> torch.Tensor:
-        """Language-model forward on ``inputs_embeds``; logits (1, V) float32, last position."""
-        return hf.last_logits(model, prepared.model_inputs, inputs_embeds)
-
-    def generate(
-        self,
-        model: Any,
-        processor: Any,
-        prepared: PreparedInputs,
-        inputs_embeds: torch.Tensor,
-        max_new_tokens: int,
-    ) -> str:
-        """Greedy answer from the precomputed embeddings."""
-        return hf.greedy_generate(
-            model, processor, prepared.model_inputs, inputs_embeds, max_new_tokens
-        )
-
-    def generate_with_logits(
-        self,
-        model: Any,
-        processor: Any,
-        prepared: PreparedInputs,
-        inputs_embeds: torch.Tensor,
-        max_new_tokens: int,
-    ) -> tuple[str, torch.Tensor]:
-        """Greedy answer and the prefill's first-token logits (1, V): one prefill for both."""
-        return hf.greedy_generate_with_logits(
-            model, processor, prepared.model_inputs, inputs_embeds, max_new_tokens
-        )

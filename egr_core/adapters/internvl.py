@@ -55,7 +55,7 @@ def internvl_spans(start: int, image_index: int, rows: int, cols: int, side: int
 
 
 @register
-class InternVLAdapter:
+class InternVLAdapter(hf.DecoderMixin):
     """Adapter for ``InternVLForConditionalGeneration``."""
 
     model_types: ClassVar[tuple[str, ...]] = ("internvl",)
@@ -142,35 +142,3 @@ class InternVLAdapter:
         """Token embeddings (1, T, D) with the features at the context-token placeholders."""
         ids = prepared.model_inputs["input_ids"].to(model.device)  # (1, T)
         return hf.scatter_features(model, ids, prepared.image_positions, features, "internvl")
-
-    def next_token_logits(
-        self, model: Any, prepared: PreparedInputs, inputs_embeds: torch.Tensor
-    ) -> torch.Tensor:
-        """Language-model forward on ``inputs_embeds``; logits (1, V) float32, last position."""
-        return hf.last_logits(model, prepared.model_inputs, inputs_embeds)
-
-    def generate(
-        self,
-        model: Any,
-        processor: Any,
-        prepared: PreparedInputs,
-        inputs_embeds: torch.Tensor,
-        max_new_tokens: int,
-    ) -> str:
-        """Greedy answer from the precomputed embeddings."""
-        return hf.greedy_generate(
-            model, processor, prepared.model_inputs, inputs_embeds, max_new_tokens
-        )
-
-    def generate_with_logits(
-        self,
-        model: Any,
-        processor: Any,
-        prepared: PreparedInputs,
-        inputs_embeds: torch.Tensor,
-        max_new_tokens: int,
-    ) -> tuple[str, torch.Tensor]:
-        """Greedy answer and the prefill's first-token logits (1, V): one prefill for both."""
-        return hf.greedy_generate_with_logits(
-            model, processor, prepared.model_inputs, inputs_embeds, max_new_tokens
-        )

@@ -81,7 +81,7 @@ def clip_view(image_processor: Any, width: int, height: int, patch: int) -> Clip
 
 
 @register
-class LlavaAdapter:
+class LlavaAdapter(hf.DecoderMixin):
     """Adapter for ``LlavaForConditionalGeneration`` (LLaVA-1.5 and its HF ports)."""
 
     model_types: ClassVar[tuple[str, ...]] = ("llava",)
@@ -148,35 +148,3 @@ class LlavaAdapter:
         """Token embeddings (1, T, D) with the features at the ``<image>`` placeholders."""
         ids = prepared.model_inputs["input_ids"].to(model.device)  # (1, T)
         return hf.scatter_features(model, ids, prepared.image_positions, features, "llava")
-
-    def next_token_logits(
-        self, model: Any, prepared: PreparedInputs, inputs_embeds: torch.Tensor
-    ) -> torch.Tensor:
-        """Language-model forward on ``inputs_embeds``; logits (1, V) float32, last position."""
-        return hf.last_logits(model, prepared.model_inputs, inputs_embeds)
-
-    def generate(
-        self,
-        model: Any,
-        processor: Any,
-        prepared: PreparedInputs,
-        inputs_embeds: torch.Tensor,
-        max_new_tokens: int,
-    ) -> str:
-        """Greedy answer from the precomputed embeddings."""
-        return hf.greedy_generate(
-            model, processor, prepared.model_inputs, inputs_embeds, max_new_tokens
-        )
-
-    def generate_with_logits(
-        self,
-        model: Any,
-        processor: Any,
-        prepared: PreparedInputs,
-        inputs_embeds: torch.Tensor,
-        max_new_tokens: int,
-    ) -> tuple[str, torch.Tensor]:
-        """Greedy answer and the prefill's first-token logits (1, V): one prefill for both."""
-        return hf.greedy_generate_with_logits(
-            model, processor, prepared.model_inputs, inputs_embeds, max_new_tokens
-        )

@@ -90,7 +90,7 @@ def anyres_geometry(
 
 
 @register
-class LlavaNextAdapter:
+class LlavaNextAdapter(hf.DecoderMixin):
     """Adapter for ``LlavaNextForConditionalGeneration`` (LLaVA-1.6 and its HF ports)."""
 
     model_types: ClassVar[tuple[str, ...]] = ("llava_next",)
@@ -189,35 +189,3 @@ class LlavaNextAdapter:
         mask = torch.zeros(ids.shape, dtype=torch.bool, device=embeds.device)  # (1, T)
         mask[0, nl] = True
         return embeds.masked_scatter(mask.unsqueeze(-1), newline.expand(nl.numel(), -1))
-
-    def next_token_logits(
-        self, model: Any, prepared: PreparedInputs, inputs_embeds: torch.Tensor
-    ) -> torch.Tensor:
-        """Language-model forward on ``inputs_embeds``; logits (1, V) float32, last position."""
-        return hf.last_logits(model, prepared.model_inputs, inputs_embeds)
-
-    def generate(
-        self,
-        model: Any,
-        processor: Any,
-        prepared: PreparedInputs,
-        inputs_embeds: torch.Tensor,
-        max_new_tokens: int,
-    ) -> str:
-        """Greedy answer from the precomputed embeddings."""
-        return hf.greedy_generate(
-            model, processor, prepared.model_inputs, inputs_embeds, max_new_tokens
-        )
-
-    def generate_with_logits(
-        self,
-        model: Any,
-        processor: Any,
-        prepared: PreparedInputs,
-        inputs_embeds: torch.Tensor,
-        max_new_tokens: int,
-    ) -> tuple[str, torch.Tensor]:
-        """Greedy answer and the prefill's first-token logits (1, V): one prefill for both."""
-        return hf.greedy_generate_with_logits(
-            model, processor, prepared.model_inputs, inputs_embeds, max_new_tokens
-        )
