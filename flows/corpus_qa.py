@@ -33,9 +33,8 @@ def corpus_qa(params: RunParams) -> RunSummary:
              len(run.todo))  # fmt: skip
     ensure_gpu_limit(GPU_LIMIT, p.gpu_slots)
     begin_run(p.out, run.ctx, p.source, run.questions, p.recorded(run.config.to_dict()), so)
-    rasters = progress.add("rasterize", rasterize_document.map(
-        run.todo, unmapped(run.plan.workspace), unmapped(p.max_pages), unmapped(p.render_max_side),
-        unmapped(p.render_max_pixels), unmapped(so)))  # fmt: skip
+    ws, spec = unmapped(run.plan.workspace), unmapped(p.render_spec())  # sandbox limits
+    rasters = progress.add("rasterize", rasterize_document.map(run.todo, ws, spec, unmapped(so)))
     writes, items = [], []
     for item, doc in progress.settle(rasters, run.todo):
         doc = failed(item, doc) if isinstance(doc, BaseException) else doc

@@ -12,6 +12,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from egr_core.config import EgrConfig
+from tasks.io.rasterize import RenderSpec
 
 #: The model used when none is given (a hub id; needs the weights locally or a network).
 DEFAULT_MODEL = "Qwen/Qwen2.5-VL-3B-Instruct"
@@ -41,6 +42,12 @@ class RunParams(BaseModel):
         storage_options: fsspec options of the source (e.g. ``{"endpoint_url": ...}``).
         render_max_side: page renders are capped at this many pixels on the long side.
         render_max_pixels: ... and at this many pixels in total.
+        render_timeout_s: a document whose pages take longer to open and render in the sandbox
+            is a "timeout" status row (the sandboxed worker is killed).
+        render_memory_mb: memory a sandboxed render worker may add for one document; beyond it
+            the document is an "out_of_memory" (or "crashed") status row.
+        render_workers: sandboxed render worker processes, kept warm across the documents of a
+            run, per flow (or Dask worker) process.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -61,6 +68,9 @@ class RunParams(BaseModel):
     storage_options: dict[str, Any] = Field(default_factory=dict)
     render_max_side: int = Field(default=1536, ge=64)
     render_max_pixels: int = Field(default=2_000_000, ge=4096)
+    render_timeout_s: float = Field(default=120.0, gt=0)
+    render_memory_mb: int = Field(default=2048, ge=16)
+    render_workers: int = Field(default=2, ge=1)
 
     def overrides(self) -> dict[str, Any]:
         """The explicit EgrConfig overrides (None values mean "keep the default")."""
@@ -69,5 +79,13 @@ class RunParams(BaseModel):
     def recorded(self, egr: dict[str, Any]) -> dict[str, Any]:
         """What the runs table records as the run's config: the method knobs and the limits."""
         keep = ("model", "device", "dtype", "top_pages", "max_pages", "max_failure_rate",
-                "gpu_slots", "render_max_side", "render_max_pixels")  # fmt: skip
+                "gpu_slots", "render_max_side", "render_max_pixels", "render_timeout_s",
+                "render_memory_mb")  # fmt: skip
         return {"egr": egr, **{k: getattr(self, k) for k in keep}}
+
+    def render_spec(self) -> RenderSpec:
+        """What the rasterize step needs: page budget and sandbox limits."""
+        return RenderSpec(
+            self.max_pages, self.render_max_side, self.render_max_pixels, self.render_timeout_s,
+            self.render_memory_mb, self.render_workers,
+        )  # fmt: skip

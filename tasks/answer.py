@@ -22,7 +22,7 @@ def answer_document(
 
     Per-item exceptions are caught here, once, and become failure rows (``error_status``).
     """
-    if not doc.ok:
+    if not doc.usable:  # the sandbox could not render it: status rows, no in-process open
         return A.failed_document_rows(ctx, doc)
     results, failures = [], {}
     with concurrency(gpu_limit, occupy=1, strict=True), open_view(doc) as view:

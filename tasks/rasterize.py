@@ -1,4 +1,5 @@
-"""Rasterize task: one per document; retried only on transient I/O errors."""
+"""Rasterize task: one per document, rendered in a sandboxed worker; retried only on transient
+I/O errors (a document that times out or exhausts the sandbox's memory is a status, not a retry)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from prefect.client.schemas.objects import TaskRun
 from prefect.states import State
 
 from tasks.io.plan import DocItem
-from tasks.io.rasterize import RasterizedDoc, is_transient, rasterize
+from tasks.io.rasterize import RasterizedDoc, RenderSpec, is_transient, rasterize, render_pool
 
 
 def _transient(task: Task[..., Any], task_run: TaskRun, state: State[Any]) -> bool:
@@ -25,11 +26,12 @@ def _transient(task: Task[..., Any], task_run: TaskRun, state: State[Any]) -> bo
     retry_condition_fn=_transient,
 )
 def rasterize_document(
-    item: DocItem, workspace: str, max_pages: int, max_side: int, max_pixels: int,
-    storage_options: dict[str, Any],
-) -> RasterizedDoc:  # fmt: skip
-    """Fetch one PDF and render its first ``max_pages`` pages; unusable PDFs become a status."""
+    item: DocItem, workspace: str, spec: RenderSpec, storage_options: dict[str, Any]
+) -> RasterizedDoc:
+    """Fetch one PDF and render its first ``spec.max_pages`` pages in the process's sandbox
+    pool; unusable PDFs (and pages) become a status naming the file and page."""
     return rasterize(
-        item, workspace, max_pages=max_pages, max_side=max_side, max_pixels=max_pixels,
-        storage_options=storage_options,
+        item, workspace, max_pages=spec.max_pages, max_side=spec.max_side,
+        max_pixels=spec.max_pixels, storage_options=storage_options, timeout_s=spec.timeout_s,
+        pool=render_pool(spec.memory_mb, spec.workers),
     )  # fmt: skip

@@ -129,15 +129,12 @@ def failed_document_rows(ctx: records.RunContext, doc: RasterizedDoc) -> Rows:
 
 
 def doc_info(doc: RasterizedDoc) -> records.DocInfo:
-    """The documents-table record; a cut document is marked ``truncated`` with the numbers."""
-    status, error = doc.status, doc.error
-    if doc.ok and doc.truncated:
-        status = "truncated"
-        error = (
-            f"{doc.uri}: processed the first {len(doc.pages)} of {doc.n_pages} pages "
-            f"(max_pages={len(doc.pages)})"
-        )
-    return records.DocInfo(doc.doc_id, doc.uri, doc.n_bytes, doc.n_pages, doc.title, status, error)
+    """The documents-table record. A cut document keeps its status ("ok" when fine) and says so
+    in ``truncated`` and ``n_pages_processed`` (of ``n_pages``)."""
+    return records.DocInfo(
+        doc.doc_id, doc.uri, doc.n_bytes, doc.n_pages, doc.title, doc.status, doc.error,
+        n_pages_processed=len(doc.pages), truncated=doc.truncated,
+    )  # fmt: skip
 
 
 def _page_row(ctx: records.RunContext, doc: RasterizedDoc, p: Any) -> records.Row:

@@ -1,21 +1,34 @@
-"""Rasterize one document of a run, and reopen it later for grounding (no Prefect here).
+"""Rasterize one document of a run in a sandbox, and reopen it later for grounding (no Prefect).
 
-:func:`rasterize` fetches the bytes (local or fsspec URL), keeps a local copy in the workspace,
-opens the PDF through the documents layer, and renders the first ``max_pages`` pages to PNG
-files under the workspace. A document the documents layer rejects (encrypted, corrupt, empty,
-too large) becomes a :class:`RasterizedDoc` with that status and the reason; transient I/O
-errors (:func:`is_transient`) propagate so the caller can retry them.
+:func:`rasterize` fetches the bytes (local or fsspec URL) into a local copy in the workspace,
+then opens and renders the first ``max_pages`` pages in a **sandboxed worker process**
+(:mod:`tasks.io.sandbox`: spawned, ``RLIMIT_AS`` memory cap, wall-clock timeout), because the
+PDFs are untrusted: a decompression bomb or a page that renders forever kills a worker, not the
+run. Workers are pooled per process (:func:`render_pool`), so the spawn cost is paid once per
+worker, not per document. PNGs stream back and are written under the workspace.
 
-:func:`open_view` reopens the local copy for the answer step: page images, page geometry, the
-lossless crop re-render and the text layer under a box.
+Every sandbox outcome becomes a :class:`RasterizedDoc` status with a reason naming the file (and
+the page, when one is to blame): the documents layer's statuses (encrypted, corrupt, empty,
+too_large), the sandbox's (timeout, out_of_memory, crashed, render_failed), and ``partial`` when
+some pages rendered and others failed (the good pages are used). Transient I/O errors while
+fetching (:func:`is_transient`) propagate so the caller can retry them.
+
+:func:`open_view` reopens the local copy **in-process** for the answer step (page images, page
+geometry, lossless crop re-renders, text under a box). It is only called for documents the
+sandbox opened and rendered (``RasterizedDoc.usable``), and crops are only taken from pages the
+sandbox rendered within its limits, so the in-process PyMuPDF only ever sees vetted documents.
+Residual risk: a crop re-render is at a higher DPI than the vetted page render (bounded by the
+crop's ``long_side_px``); see ``docs/orchestration.md``.
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
+import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,9 +37,32 @@ from PIL import Image
 from egr_core.errors import DocumentError
 from egr_core.types import Question
 from tasks.io.plan import DocItem, filesystem
+from tasks.io.sandbox import DocumentResult, PageResult, RenderJob, WorkerPool
 
 #: Long side (px) of the evidence crops stored in the evidence table.
 EVIDENCE_CROP_PX = 384
+#: Statuses of a document whose usable pages may still be grounded.
+USABLE = frozenset({"ok", "partial"})
+
+
+@dataclass(frozen=True, slots=True)
+class RenderSpec:
+    """How the rasterize step renders: page budget and the sandbox's limits.
+
+    Attributes:
+        max_pages: only the first ``max_pages`` pages are rendered (longer = truncated).
+        max_side, max_pixels: pixel budget of one page render.
+        timeout_s: wall-clock limit of one document in the sandbox (all its pages).
+        memory_mb: address space a sandbox worker may add for a document (``RLIMIT_AS``).
+        workers: sandbox worker processes per (flow or Dask worker) process.
+    """
+
+    max_pages: int = 50
+    max_side: int = 1536
+    max_pixels: int = 2_000_000
+    timeout_s: float = 120.0
+    memory_mb: int = 2048
+    workers: int = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,11 +87,11 @@ class RasterizedDoc:
     doc_id: str
     questions: tuple[Question, ...]
     n_bytes: int
-    status: str = "ok"  # "ok" or a DocumentError status (corrupt, encrypted, ...) or io_error
+    status: str = "ok"  # ok | partial | a DocumentError status (corrupt, timeout, ...) | io_error
     error: str | None = None
     pdf_path: str | None = None
     n_pages: int | None = None  # pages in the document
-    pages: tuple[PageInfo, ...] = ()  # the processed pages (at most max_pages)
+    pages: tuple[PageInfo, ...] = ()  # the rendered pages (at most max_pages)
     truncated: bool = False  # more pages than max_pages: only the first ones were processed
     title: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
@@ -63,6 +99,11 @@ class RasterizedDoc:
     @property
     def ok(self) -> bool:
         return self.status == "ok"
+
+    @property
+    def usable(self) -> bool:
+        """The sandbox rendered at least one page: the answer step may open it in-process."""
+        return self.status in USABLE and bool(self.pages) and self.pdf_path is not None
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -86,6 +127,33 @@ def failed(item: DocItem, exc: BaseException) -> RasterizedDoc:
     )  # fmt: skip
 
 
+_POOLS: dict[tuple[int, int], WorkerPool] = {}
+_POOLS_LOCK = threading.Lock()
+
+
+def render_pool(memory_mb: int = 2048, size: int = 2) -> WorkerPool:
+    """This process's pool of sandboxed render workers for (``memory_mb``, ``size``).
+
+    Created on first use and kept for the life of the process (closed at exit), so every
+    document of a run, and of later runs in the same process, reuses the warm workers.
+    """
+    with _POOLS_LOCK:
+        pool = _POOLS.get((memory_mb, size))
+        if pool is None:
+            pool = _POOLS[(memory_mb, size)] = WorkerPool(size=size, memory_mb=memory_mb)
+        return pool
+
+
+@atexit.register
+def close_pools() -> None:
+    """Stop every pooled render worker of this process."""
+    with _POOLS_LOCK:
+        pools = list(_POOLS.values())
+        _POOLS.clear()
+    for pool in pools:
+        pool.close()
+
+
 def _fetch(item: DocItem, workspace: Path, storage_options: dict[str, Any] | None) -> Path:
     local = workspace / "docs" / f"{item.doc_id}.pdf"
     if local.is_file():
@@ -93,7 +161,7 @@ def _fetch(item: DocItem, workspace: Path, storage_options: dict[str, Any] | Non
     local.parent.mkdir(parents=True, exist_ok=True)
     fs = filesystem(item.uri, storage_options)
     data = fs.cat_file(item.uri)
-    tmp = local.with_suffix(f".{os.getpid()}.tmp")
+    tmp = local.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
     tmp.write_bytes(data)
     tmp.replace(local)
     return local
@@ -107,42 +175,71 @@ def rasterize(
     max_side: int,
     max_pixels: int,
     storage_options: dict[str, Any] | None = None,
+    timeout_s: float = 120.0,
+    memory_mb: int = 2048,
+    pool: WorkerPool | None = None,
 ) -> RasterizedDoc:
-    """Fetch, open and render the first ``max_pages`` pages of one document.
+    """Fetch one document, then open and render its first ``max_pages`` pages in the sandbox.
+
+    Args:
+        item: the document and its pending questions.
+        workspace: scratch folder (local copy under ``docs/``, PNGs under ``pages/``).
+        max_pages, max_side, max_pixels: page count and pixel budget (see :class:`RenderSpec`).
+        storage_options: fsspec options for ``item.uri``.
+        timeout_s, memory_mb: sandbox limits for this document.
+        pool: the worker pool to use (default: :func:`render_pool` for ``memory_mb``).
+
+    Returns:
+        A :class:`RasterizedDoc`; bad documents come back with a status, they do not raise.
 
     Raises:
-        OSError, TimeoutError, ...: transient I/O (see :func:`is_transient`); retry them.
+        OSError, TimeoutError, ...: transient I/O while fetching (see :func:`is_transient`).
     """
-    from egr_core.documents import open_pdf
-
-    base = RasterizedDoc(item.uri, item.doc_id, item.questions, item.n_bytes)
     local = _fetch(item, Path(workspace), storage_options)
-    out_dir = Path(workspace) / "pages" / item.doc_id
-    out_dir.mkdir(parents=True, exist_ok=True)
-    try:
-        with open_pdf(local.read_bytes(), name=item.uri) as doc:
-            n = doc.n_pages
-            pages = tuple(
-                _render(doc, i, out_dir, max_side, max_pixels) for i in range(min(n, max_pages))
-            )
-            return replace(
-                base, pdf_path=str(local), n_pages=n, pages=pages, truncated=n > max_pages,
-                title=doc.title or None,
-            )  # fmt: skip
-    except DocumentError as exc:
-        return replace(base, status=exc.status, error=str(exc), pdf_path=str(local))
+    job = RenderJob(
+        str(local), name=item.uri, first_pages=max_pages, max_pixels=max_pixels,
+        max_side=max_side, image_format="png", timeout_s=timeout_s,
+    )  # fmt: skip
+    result = (pool or render_pool(memory_mb)).run(job)
+    out_dir = Path(workspace) / "pages" / item.doc_id / f"{max_side}x{max_pixels}"
+    return from_result(item, local, result, out_dir, max_pages)
 
 
-def _render(doc: Any, i: int, out_dir: Path, max_side: int, max_pixels: int) -> PageInfo:
-    geo = doc.page_geometry(i)
-    png = out_dir / f"page-{i:05d}.png"
-    page = doc.render_page(i, max_pixels=max_pixels, max_side=max_side)
-    if not png.is_file():
-        tmp = png.with_suffix(f".{os.getpid()}.tmp")
-        page.image.save(tmp, format="PNG")
-        tmp.replace(png)
+def from_result(
+    item: DocItem, local: Path, result: DocumentResult, out_dir: Path, max_pages: int
+) -> RasterizedDoc:
+    """Turn the sandbox's :class:`DocumentResult` into a :class:`RasterizedDoc`, writing the
+    rendered pages as PNG files under ``out_dir``."""
+    good = [p for p in result.pages if p.status == "ok" and p.data is not None]
+    bad = [p for p in result.pages if p.status != "ok"]
+    if good:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    pages = tuple(_save(p, out_dir) for p in good)
+    status, error = result.status, result.error
+    if status == "partial" and not pages:
+        status = bad[0].status if bad else "render_failed"
+    elif status == "partial":
+        error = f"{len(bad)} of {len(result.pages)} pages failed; first: {bad[0].error}"
+    elif status == "timeout" and result.n_pages is not None:  # name the page it hung on
+        reason = (error or "").removeprefix(f"{item.uri}: ")
+        error = f"{item.uri}, page {len(result.pages)}: render timeout: {reason}"
+    return RasterizedDoc(
+        item.uri, item.doc_id, item.questions, item.n_bytes, status=status, error=error,
+        pdf_path=str(local), n_pages=result.n_pages, pages=pages,
+        truncated=result.n_pages is not None and result.n_pages > max_pages,
+        title=result.title or None,
+    )  # fmt: skip
+
+
+def _save(page: PageResult, out_dir: Path) -> PageInfo:
+    geo = page.geometry
+    assert geo is not None and page.data is not None and page.dpi is not None  # ok pages have them
+    png = out_dir / f"page-{page.index:05d}.png"
+    tmp = png.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
+    tmp.write_bytes(page.data)  # already PNG-encoded by the worker
+    tmp.replace(png)
     return PageInfo(
-        i, float(geo.width_pt), float(geo.height_pt), int(geo.rotation), float(page.dpi),
+        page.index, float(geo.width_pt), float(geo.height_pt), int(geo.rotation), float(page.dpi),
         int(page.width_px), int(page.height_px), str(png),
     )  # fmt: skip
 
@@ -184,10 +281,14 @@ class DocView:
 
 @contextlib.contextmanager
 def open_view(doc: RasterizedDoc) -> Iterator[DocView]:
-    """Reopen a rasterized document's local copy for grounding."""
+    """Reopen a document the sandbox rendered (``doc.usable``) in this process, for grounding.
+
+    Raises:
+        ValueError: the document was not rendered by the sandbox.
+    """
     from egr_core.documents import open_pdf
 
-    if doc.pdf_path is None:
-        raise ValueError(f"{doc.uri}: not rasterized ({doc.status}: {doc.error})")
+    if not doc.usable:
+        raise ValueError(f"{doc.uri}: not rendered by the sandbox ({doc.status}: {doc.error})")
     with open_pdf(Path(doc.pdf_path).read_bytes(), name=doc.uri) as pdf:
         yield DocView(doc, pdf)

@@ -71,6 +71,8 @@ class DocInfo:
     title: str | None = None
     status: str = "ok"
     error: str | None = None
+    n_pages_processed: int | None = None  # pages rendered and used (None = not recorded)
+    truncated: bool = False  # n_pages > max_pages: only the first pages were processed
 
 
 @dataclass(frozen=True, slots=True)
@@ -303,6 +305,8 @@ def document_row(ctx: RunContext, doc: DocInfo) -> Row:
         "uri": doc.uri,
         "bytes": doc.n_bytes,
         "n_pages": doc.n_pages,
+        "n_pages_processed": doc.n_pages_processed,
+        "truncated": doc.truncated,
         "title": doc.title,
         "status": doc.status,
         "error": doc.error,

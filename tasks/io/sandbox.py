@@ -44,7 +44,7 @@ if TYPE_CHECKING:  # imported lazily: the worker must set its limits before load
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["DocumentResult", "PageResult", "RenderJob", "run_job", "run_jobs"]
+__all__ = ["DocumentResult", "PageResult", "RenderJob", "WorkerPool", "run_job", "run_jobs"]
 
 ImageFormat = Literal["png", "raw", "none"]
 
@@ -510,6 +510,87 @@ def _pages_status(pages: Sequence[PageResult]) -> str:
     return pages[0].status
 
 
+class WorkerPool:
+    """Sandboxed workers kept warm and shared by the threads of one process.
+
+    :meth:`run` checks an idle worker out (or spawns one, at most ``size`` at a time), runs one
+    document on it and puts it back, so spawn and import costs are paid once per worker, not
+    once per document. A worker is replaced after a timeout or crash and after
+    ``jobs_per_worker`` documents. Limits are as in :func:`run_job`; ``RenderJob.timeout_s``
+    overrides ``timeout_s`` per document.
+    """
+
+    def __init__(
+        self,
+        *,
+        size: int = 2,
+        timeout_s: float = 60.0,
+        memory_mb: int = 2048,
+        skip_layout: bool = True,
+        jobs_per_worker: int = 50,
+    ) -> None:
+        if size < 1:
+            raise ValueError(f"size must be >= 1, got {size}")
+        self.size, self.timeout_s, self.memory_mb = size, timeout_s, memory_mb
+        self.skip_layout, self.jobs_per_worker = skip_layout, jobs_per_worker
+        self.spawned = 0  # workers started so far (tests read it to prove reuse)
+        self._slots = threading.BoundedSemaphore(size)
+        self._lock = threading.Lock()
+        self._idle: list[_Worker] = []
+        self._closed = False
+
+    def _checkout(self) -> _Worker:
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("WorkerPool is closed")
+            if self._idle:
+                return self._idle.pop()
+            if mp.current_process().daemon:
+                raise RuntimeError(
+                    "cannot start a sandbox worker from a daemonic process (e.g. a Dask worker "
+                    "under a nanny); set DASK_DISTRIBUTED__WORKER__DAEMON=False"
+                )
+            self.spawned += 1
+        return _Worker(self.memory_mb, self.skip_layout)
+
+    def run(self, job: RenderJob) -> DocumentResult:
+        """Run one document on a pooled worker (blocks while all ``size`` workers are busy).
+
+        Returns:
+            A :class:`DocumentResult`; never raises for a bad document.
+
+        Raises:
+            RuntimeError: the pool is closed, or this process may not start child processes.
+        """
+        with self._slots:
+            worker = self._checkout()
+            usable = False
+            try:
+                result, usable = worker.run(job, self.timeout_s)
+            finally:
+                keep = usable and worker.jobs_done < self.jobs_per_worker
+                with self._lock:
+                    keep = keep and not self._closed
+                    if keep:
+                        self._idle.append(worker)
+                if not keep:
+                    worker.close()
+            return result
+
+    def close(self) -> None:
+        """Stop the idle workers; workers busy right now stop when their document ends."""
+        with self._lock:
+            self._closed, idle, self._idle = True, self._idle, []
+        for worker in idle:
+            worker.close()
+
+    def __enter__(self) -> WorkerPool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 def run_jobs(
     jobs: Iterable[RenderJob],
     *,
@@ -519,7 +600,7 @@ def run_jobs(
     skip_layout: bool = True,
     jobs_per_worker: int = 50,
 ) -> list[DocumentResult]:
-    """Run many documents on ``workers`` sandboxed processes.
+    """Run many documents on ``workers`` sandboxed processes (a :class:`WorkerPool`).
 
     A worker serves documents one after another (start-up is paid once) and is replaced after a
     timeout or crash, and after ``jobs_per_worker`` documents so that leaks cannot accumulate.
@@ -528,30 +609,15 @@ def run_jobs(
     Returns:
         One result per job, in the order given.
     """
-    pending = list(enumerate(jobs))
-    results: list[DocumentResult | None] = [None] * len(pending)
-    lock = threading.Lock()
-
-    def drain() -> None:
-        worker: _Worker | None = None
-        try:
-            while True:
-                with lock:
-                    if not pending:
-                        return
-                    idx, job = pending.pop(0)
-                if worker is None:
-                    worker = _Worker(memory_mb, skip_layout)
-                results[idx], usable = worker.run(job, timeout_s)
-                if not usable or worker.jobs_done >= jobs_per_worker:
-                    worker.close()
-                    worker = None
-        finally:
-            if worker is not None:
-                worker.close()
-
-    n = max(1, min(workers, len(pending)))
-    with ThreadPoolExecutor(max_workers=n) as pool:
-        for fut in [pool.submit(drain) for _ in range(n)]:
-            fut.result()
-    return [r for r in results if r is not None]
+    todo = list(jobs)
+    if not todo:
+        return []
+    n = max(1, min(workers, len(todo)))
+    with (
+        WorkerPool(
+            size=n, timeout_s=timeout_s, memory_mb=memory_mb, skip_layout=skip_layout,
+            jobs_per_worker=jobs_per_worker,
+        ) as pool,
+        ThreadPoolExecutor(max_workers=n) as threads,
+    ):  # fmt: skip
+        return list(threads.map(pool.run, todo))

@@ -15,7 +15,7 @@ from __future__ import annotations
 import pyarrow as pa
 
 #: Bumped when a column is added, removed or changes meaning.
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"  # 2: documents.n_pages_processed, documents.truncated
 
 _TS = pa.timestamp("us", tz="UTC")
 
@@ -60,9 +60,11 @@ DOCUMENTS = _schema(
         pa.field("doc_id", pa.string(), nullable=False),  # sha256 hex of the PDF bytes
         pa.field("uri", pa.string(), nullable=False),
         pa.field("bytes", pa.int64()),
-        pa.field("n_pages", pa.int32()),
+        pa.field("n_pages", pa.int32()),  # pages in the file
+        pa.field("n_pages_processed", pa.int32()),  # pages rendered and used by this run
+        pa.field("truncated", pa.bool_()),  # n_pages > max_pages: the first pages were used
         pa.field("title", pa.string()),
-        pa.field("status", pa.string(), nullable=False),  # ok | encrypted | corrupt | ...
+        pa.field("status", pa.string(), nullable=False),  # ok | partial | encrypted | corrupt | ...
         pa.field("error", pa.string()),
     ],
     "documents",

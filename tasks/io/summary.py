@@ -21,11 +21,12 @@ class DocOutcome:
     """What one document contributed to a run."""
 
     uri: str
-    doc_status: str  # ok | truncated | corrupt | encrypted | ... | crashed
+    doc_status: str  # ok | partial | corrupt | encrypted | timeout | ... | crashed
     n_pages: int  # pages processed
     statuses: dict[str, int]  # item status -> count
     error: str | None = None
     written: bool = True  # its rows were committed
+    truncated: bool = False  # longer than max_pages: only the first pages were processed
 
     @property
     def n_items(self) -> int:
@@ -42,7 +43,7 @@ def outcome_of(rows: Mapping[str, Sequence[Mapping[str, Any]]], written: bool = 
     statuses = Counter(str(r["status"]) for r in rows.get("answers", []))
     return DocOutcome(
         doc["uri"], doc["status"], len(rows.get("pages", [])), dict(statuses), doc.get("error"),
-        written,
+        written, bool(doc.get("truncated")),
     )  # fmt: skip
 
 
@@ -109,8 +110,10 @@ class RunSummary:
     def table(self) -> list[dict[str, Any]]:
         """One row per processed document plus a TOTAL row (artifact and CLI share it)."""
         rows = [
-            _row(d.uri.rsplit("/", 1)[-1], d.doc_status, d.n_pages, d.statuses) for d in self.docs
-        ]
+            _row(d.uri.rsplit("/", 1)[-1], d.doc_status + (", truncated" if d.truncated else ""),
+                 d.n_pages, d.statuses)
+            for d in self.docs
+        ]  # fmt: skip
         rows.append(_row("TOTAL", f"{len(self.docs)} docs", self.n_pages, self.statuses))
         return rows
 

@@ -50,6 +50,7 @@ def s3(monkeypatch_module=None):
 
 
 def _wait_runs(deployment_id, n: int, timeout: float = 240.0) -> list:
+    """The deployment's flow runs once at least ``n`` exist and all are final."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
 
@@ -62,10 +63,10 @@ def _wait_runs(deployment_id, n: int, timeout: float = 240.0) -> list:
         if len(runs) >= n and all(r.state and r.state.is_final() for r in runs):
             return runs
         assert time.monotonic() < deadline, [(r.name, r.state) for r in runs]
-        time.sleep(1.0)
+        time.sleep(0.5)
 
 
-def test_upload_event_runs_flow_and_rerun_adds_nothing(
+def test_upload_events_run_flows_duplicates_and_same_bytes_add_nothing(
     prefect_server: str, tiny_model: str, s3, tmp_path: Path, corpus_tools
 ) -> None:
     import asyncio
@@ -83,41 +84,43 @@ def test_upload_event_runs_flow_and_rerun_adds_nothing(
     questions = write_questions(tmp_path / "q.json", n=2)
     out = tmp_path / "out"
     params = {"out": str(out), "questions": str(questions), "model": tiny_model, "device": "cpu",
-              "max_rounds": 1, "storage_options": {"endpoint_url": url}}  # fmt: skip
+              "max_rounds": 1, "render_workers": 1,
+              "storage_options": {"endpoint_url": url}}  # fmt: skip
     (dep,) = build_deployments(load_spec(), only=["on-upload"], params=params)
-    runner = Runner(query_seconds=1, limit=1, pause_on_shutdown=False)
+    # One served process; each triggered run is a subprocess of it, two at a time.
+    runner = Runner(query_seconds=1, limit=2, pause_on_shutdown=False)
     deployment_id = runner.add_deployment(dep)
     threading.Thread(target=lambda: asyncio.run(runner.start()), daemon=True).start()
+    store = Store(str(out))
 
+    # 1. A PDF lands under the prefix (and one elsewhere): one event, one run.
     good = next(p for p in docs.iterdir() if p.name.startswith("invoice"))
     s3c.put_object(Bucket=BUCKET, Key=f"{PREFIX}{good.name}", Body=good.read_bytes())
+    s3c.put_object(Bucket=BUCKET, Key="elsewhere/ignored.pdf", Body=good.read_bytes())
+    found = sqs_once(f"s3://{BUCKET}/{PREFIX}", queue_url, sqs, wait_seconds=2)
+    assert [o.key for o in found] == [f"{PREFIX}{good.name}"]
+    # The polling fallback sees the same object and emits a duplicate event within the
+    # trigger's 60 s debounce window: it starts nothing.
+    poller = PrefixPoller(f"s3://{BUCKET}/{PREFIX}", tmp_path / "seen.json", {"endpoint_url": url})
+    assert [o.key for o in poll_once(poller)] == [f"{PREFIX}{good.name}"]
+    (run,) = _wait_runs(deployment_id, 1)
+    assert run.state.type.value == "COMPLETED", run.state
+    assert len(store.read("answers").to_pylist()) == 2
+
+    # 2. A corrupt PDF and the same bytes under a new key, served concurrently. The corrupt one
+    # is a run whose only items failed: its rows are written, then the failure-rate gate (0.2 in
+    # prefect.yaml) fails the run. The copy's run skips all done work and adds no rows.
     s3c.put_object(
         Bucket=BUCKET, Key=f"{PREFIX}broken.pdf", Body=(docs / "broken.pdf").read_bytes()
     )
-    s3c.put_object(Bucket=BUCKET, Key="elsewhere/ignored.pdf", Body=good.read_bytes())
+    s3c.put_object(Bucket=BUCKET, Key=f"{PREFIX}copy-{good.name}", Body=good.read_bytes())
     found = sqs_once(f"s3://{BUCKET}/{PREFIX}", queue_url, sqs, wait_seconds=2)
-    assert sorted(o.key for o in found) == sorted([f"{PREFIX}{good.name}", f"{PREFIX}broken.pdf"])
-    # A duplicate notification for the same object within the debounce window starts nothing.
-    poller = PrefixPoller(f"s3://{BUCKET}/{PREFIX}", tmp_path / "seen.json", {"endpoint_url": url})
-    assert len(poll_once(poller)) == 2  # the polling fallback sees the same two objects
-
-    runs = _wait_runs(deployment_id, 2)
-    time.sleep(3)
-    runs = _wait_runs(deployment_id, 2)
-    # The corrupt upload is a one-document run whose only items failed: its rows are written,
-    # then the failure-rate gate (0.2 in prefect.yaml) fails that run; the good one completes.
-    assert sorted(r.state.type.value for r in runs) == ["COMPLETED", "FAILED"], runs
-    store = Store(str(out))
+    assert sorted(o.key for o in found) == [f"{PREFIX}broken.pdf", f"{PREFIX}copy-{good.name}"]
+    runs = _wait_runs(deployment_id, 3)
+    assert len(runs) == 3  # the duplicate event of step 1 never became a run
+    assert sorted(r.state.type.value for r in runs) == ["COMPLETED", "COMPLETED", "FAILED"], runs
     answers = store.read("answers").to_pylist()
-    assert len(answers) == 4  # 2 objects x 2 questions, once each despite duplicate events
+    assert len(answers) == 4  # 2 distinct PDFs x 2 questions, once each
     status = {Path(d["uri"]).name: d["status"] for d in store.read("documents").to_pylist()}
     assert status == {good.name: "ok", "broken.pdf": "corrupt"}
-
-    # Same bytes under a new key: a run that skips all done work and adds no rows.
-    s3c.put_object(Bucket=BUCKET, Key=f"{PREFIX}copy-{good.name}", Body=good.read_bytes())
-    assert [o.key for o in sqs_once(f"s3://{BUCKET}/{PREFIX}", queue_url, sqs, 2)] == [
-        f"{PREFIX}copy-{good.name}"
-    ]
-    _wait_runs(deployment_id, 3)
-    assert len(store.read("answers").to_pylist()) == 4
     runner.stop()

@@ -1,0 +1,99 @@
+"""The rasterize step: sandboxed rendering with a reused worker pool; failures become statuses."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from pathlib import Path
+
+import pymupdf
+import pytest
+from pdf_bombs import hang_pdf
+from PIL import Image
+
+from egr_core.documents import PageGeometry
+from egr_core.types import Box, Question
+from tasks.io.answering import doc_info
+from tasks.io.plan import DocItem
+from tasks.io.rasterize import from_result, open_view, rasterize
+from tasks.io.sandbox import DocumentResult, PageResult, WorkerPool
+
+Q = (Question("q1", "What is the total?"),)
+
+
+def text_pdf(n_pages: int) -> bytes:
+    doc = pymupdf.open()
+    for i in range(n_pages):
+        doc.new_page(width=300, height=400).insert_text((40, 60), f"page {i} total 42")
+    return doc.tobytes()
+
+
+def item(folder: Path, name: str, data: bytes) -> DocItem:
+    path = folder / name
+    path.write_bytes(data)
+    return DocItem(str(path), hashlib.sha256(data).hexdigest(), len(data), Q)
+
+
+def test_pool_reused_hang_times_out_naming_page_and_later_documents_still_render(
+    tmp_path: Path,
+) -> None:
+    src, ws = tmp_path / "src", tmp_path / "ws"
+    src.mkdir()
+    docs = [
+        item(src, "long.pdf", text_pdf(4)),
+        item(src, "hang.pdf", hang_pdf()),
+        item(src, "broken.pdf", b"%PDF-1.7\nnot really a PDF\n"),
+        item(src, "short.pdf", text_pdf(1)),
+    ]
+    with WorkerPool(size=1, memory_mb=1024) as pool:
+        long, hang, broken, short = (
+            rasterize(d, str(ws), max_pages=2, max_side=256, max_pixels=65_536, timeout_s=3,
+                      pool=pool)
+            for d in docs
+        )  # fmt: skip
+        # One worker served long.pdf, then hang.pdf killed it; one more served the other two.
+        assert pool.spawned == 2
+
+    assert (long.status, long.n_pages, len(long.pages), long.truncated) == ("ok", 4, 2, True)
+    info = doc_info(long)
+    assert (info.status, info.error) == ("ok", None)
+    assert (info.n_pages, info.n_pages_processed, info.truncated) == (4, 2, True)
+    with Image.open(long.pages[1].png) as im:
+        assert max(im.size) <= 256 and im.size == (long.pages[1].width_px, long.pages[1].height_px)
+    assert long.pages[0].width_pt == pytest.approx(300) and long.pages[0].height_pt == 400
+
+    assert hang.status == "timeout" and not hang.usable and hang.pages == ()
+    assert (hang.error or "").startswith(f"{docs[1].uri}, page 0: render timeout")
+    assert "3 s" in hang.error
+    assert broken.status == "corrupt" and "broken.pdf" in (broken.error or "")
+    assert short.ok and short.usable and not short.truncated and len(short.pages) == 1
+
+    # The answer step reopens only vetted documents in-process; crops come from the vector PDF.
+    with open_view(long) as view:
+        crop = view.crop_fn(1)(Box(0.0, 0.0, 0.5, 0.25), 200)
+        assert max(crop.size) == 200 and "total 42" in view.text_fn(1)(Box(0, 0, 1, 1))
+    with pytest.raises(ValueError, match=r"hang\.pdf: not rendered by the sandbox"):
+        open_view(hang).__enter__()
+
+
+def _png(w: int, h: int) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", (w, h), "white").save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def test_partial_document_keeps_good_pages_and_names_the_failed_one(tmp_path: Path) -> None:
+    geo = PageGeometry(0, 300.0, 400.0, 0, (0, 0, 300, 400), (0, 0, 300, 400))
+    good = PageResult(0, "ok", geometry=geo, dpi=72.0, width_px=30, height_px=40,
+                      image_format="png", data=_png(30, 40))  # fmt: skip
+    bad = PageResult(1, "out_of_memory", "x.pdf, page 1: out of memory")
+    doc = DocItem("x.pdf", "d" * 64, 10, Q)
+    res = DocumentResult("x.pdf", "x.pdf", "partial", bad.error, n_pages=3, pages=(good, bad))
+    out = from_result(doc, tmp_path / "x.pdf", res, tmp_path / "pages", max_pages=2)
+    assert out.status == "partial" and out.usable and [p.index for p in out.pages] == [0]
+    assert out.error == "1 of 2 pages failed; first: x.pdf, page 1: out of memory"
+    assert out.truncated and Path(out.pages[0].png).read_bytes() == good.data
+
+    only_bad = DocumentResult("x.pdf", "x.pdf", "partial", bad.error, n_pages=2, pages=(bad,))
+    out = from_result(doc, tmp_path / "x.pdf", only_bad, tmp_path / "pages", max_pages=2)
+    assert out.status == "out_of_memory" and not out.usable and not out.truncated
