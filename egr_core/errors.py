@@ -22,6 +22,16 @@ class UnsupportedModelError(EgrError):
         )
 
 
+class ModelLoadError(EgrError):
+    """A checkpoint that cannot be found or read (no such directory, no config, hub unreachable)."""
+
+    status = "model_error"
+
+    def __init__(self, model: str, reason: str) -> None:
+        self.model, self.reason = model, reason
+        super().__init__(f"model {model!r}: {reason}")
+
+
 class TokenLayoutMismatchError(EgrError):
     """Image placeholder tokens in the prompt do not match the grid cells of the layout."""
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
 
 from egr_core.adapters import VLMAdapter, get_adapter
+from egr_core.errors import ModelLoadError
 
 _DTYPES = {
     "float32": torch.float32,
@@ -63,9 +66,9 @@ def load_vlm(
     Raises:
         UnsupportedModelError: no adapter serves the checkpoint's model_type.
     """
-    from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor
+    from transformers import AutoModelForImageTextToText, AutoProcessor
 
-    config = AutoConfig.from_pretrained(model_id_or_path)
+    config = model_config(model_id_or_path)
     adapter = get_adapter(config.model_type)
     model = AutoModelForImageTextToText.from_pretrained(
         model_id_or_path, dtype=resolve_dtype(dtype)
@@ -75,3 +78,72 @@ def load_vlm(
     model.requires_grad_(False)
     processor = AutoProcessor.from_pretrained(model_id_or_path)
     return LoadedVLM(model, processor, adapter, model_id_or_path, config.model_type)
+
+
+def _looks_local(model_id_or_path: str) -> bool:
+    """A path rather than a hub id: absolute, relative with a dot, home-relative, or existing."""
+    p = model_id_or_path
+    return p.startswith(("/", "./", "../", "~", "\\")) or Path(p).exists() or p.count("/") > 1
+
+
+def model_config(model_id_or_path: str) -> Any:
+    """The checkpoint's ``PretrainedConfig`` (no weights), or a :class:`ModelLoadError` that says
+    plainly what is wrong: no such directory, a directory without ``config.json``, or a hub id
+    that is neither cached nor reachable.
+    """
+    from transformers import AutoConfig
+
+    if not model_id_or_path or not model_id_or_path.strip():
+        raise ModelLoadError(model_id_or_path, "empty model id")
+    if _looks_local(model_id_or_path):
+        path = Path(model_id_or_path).expanduser()
+        if not path.is_dir():
+            raise ModelLoadError(model_id_or_path, "no such checkpoint directory")
+        if not (path / "config.json").is_file():
+            raise ModelLoadError(
+                model_id_or_path,
+                "the directory has no config.json (not a save_pretrained checkpoint)",
+            )
+    try:
+        return AutoConfig.from_pretrained(model_id_or_path)
+    except (OSError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelLoadError(
+            model_id_or_path,
+            "not a local checkpoint and not loadable from the model hub (offline, or no such "
+            f"repository): {first}",
+        ) from exc
+
+
+#: A checkpoint directory may carry the EGG knobs its authors recommend in this file (JSON object
+#: of ``EgrConfig`` fields); they take precedence over the adapter's family defaults.
+EGG_DEFAULTS_FILE = "egr_config.json"
+
+
+def checkpoint_egg_defaults(model_id_or_path: str) -> dict[str, Any]:
+    """The ``egr_config.json`` knobs of a local checkpoint directory ({} when it has none)."""
+    path = Path(model_id_or_path).expanduser() / EGG_DEFAULTS_FILE
+    if not path.is_file():
+        return {}
+    try:
+        knobs = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ModelLoadError(
+            model_id_or_path, f"{EGG_DEFAULTS_FILE} is not valid JSON: {exc}"
+        ) from exc
+    if not isinstance(knobs, dict):
+        raise ModelLoadError(model_id_or_path, f"{EGG_DEFAULTS_FILE} must hold a JSON object")
+    return knobs
+
+
+def default_config(vlm_or_adapter: Any, model_id_or_path: str, **overrides: Any) -> Any:
+    """The effective ``EgrConfig``: adapter family defaults, then the checkpoint's own
+    ``egr_config.json``, then explicit ``overrides`` (None values are ignored)."""
+    from egr_core.config import EgrConfig
+
+    adapter = getattr(vlm_or_adapter, "adapter", vlm_or_adapter)
+    base = {
+        **dict(getattr(adapter, "config_defaults", {})),
+        **checkpoint_egg_defaults(model_id_or_path),
+    }
+    return EgrConfig.for_adapter(base, **overrides)

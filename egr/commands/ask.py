@@ -33,17 +33,16 @@ def ask(
     page_pixels: int = 1_600_000,
 ) -> dict[str, Any]:
     """Load the model, pick the page, ground the question; everything as one JSON-able dict."""
-    from egr_core.config import EgrConfig
     from egr_core.documents import open_pdf
     from egr_core.errors import InputError
     from egr_core.explain import EntropyGradientGrounding
-    from egr_core.loading import load_vlm
+    from egr_core.loading import default_config, load_vlm
 
     vlm = load_vlm(model, device=device)
     with open_pdf(pdf) as doc:
         if page is not None and not 0 <= page < doc.n_pages:
             raise InputError(f"{pdf}: --page {page} is out of range (the PDF has {doc.n_pages})")
-        cfg = EgrConfig.for_adapter(vlm.adapter.config_defaults, max_rounds=max_rounds)
+        cfg = default_config(vlm, model, max_rounds=max_rounds)
         egg = EntropyGradientGrounding(vlm.model, vlm.processor, vlm.adapter, cfg)
 
         def render(i: int):

@@ -12,6 +12,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from egr.commands._prefect_env import prefect_defaults
+from egr.commands.query import fail
 
 STAGES = ("rasterize", "answer", "store")
 
@@ -91,13 +92,21 @@ def command(
 ) -> None:
     """Answer every question about every PDF of SOURCE, with evidence, into Parquet tables."""
     prefect_defaults(verbose)
+    from egr.preflight import check_model, check_questions
+    from egr_core.errors import EgrError
     from flows.corpus_qa import run_corpus_qa
     from flows.params import DEFAULT_MAX_PAGES, DEFAULT_MODEL, RunParams
     from tasks.io.summary import FailureRateExceeded
 
     console = Console()
+    model = model or DEFAULT_MODEL
+    try:
+        check_questions(questions)
+        check_model(model)
+    except EgrError as exc:
+        raise fail(str(exc), 2) from exc
     params = RunParams(
-        source=source, questions=questions, out=out, model=model or DEFAULT_MODEL,
+        source=source, questions=questions, out=out, model=model,
         device=device, max_rounds=max_rounds, top_k=top_k, top_pages=top_pages,
         max_pages=max_pages or DEFAULT_MAX_PAGES, max_failure_rate=max_failure_rate,
         storage_options={"endpoint_url": endpoint_url} if endpoint_url else {},

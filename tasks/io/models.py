@@ -70,20 +70,26 @@ def load_count() -> int:
 
 
 def model_type_of(model_id: str) -> str:
-    """The Hugging Face ``model_type`` of a checkpoint, read from its config only (no weights)."""
-    from transformers import AutoConfig
+    """The Hugging Face ``model_type`` of a checkpoint, read from its config only (no weights).
 
-    return str(AutoConfig.from_pretrained(model_id).model_type)
+    Raises:
+        ModelLoadError: no such checkpoint, or the hub is unreachable for a hub id.
+    """
+    from egr_core.loading import model_config
+
+    return str(model_config(model_id).model_type)
 
 
 def resolve_config(model_id: str, base: EgrConfig | None = None, **overrides: Any) -> EgrConfig:
-    """The effective method config of a run: ``base`` (or the adapter's defaults), then overrides.
+    """The effective method config of a run: ``base`` (or the adapter's defaults updated with the
+    checkpoint's own ``egr_config.json``), then overrides.
 
     Known before any weights are loaded, so the planner can key done work on its hash.
     """
     if base is not None:
         return base.replace(**{k: v for k, v in overrides.items() if v is not None})
     from egr_core.adapters import get_adapter
+    from egr_core.loading import default_config
 
-    adapter = get_adapter(model_type_of(model_id))
-    return EgrConfig.for_adapter(dict(getattr(adapter, "config_defaults", {})), **overrides)
+    config: EgrConfig = default_config(get_adapter(model_type_of(model_id)), model_id, **overrides)
+    return config
