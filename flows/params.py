@@ -14,8 +14,16 @@ from pydantic import BaseModel, ConfigDict, Field
 from egr_core.config import EgrConfig
 from tasks.io.rasterize import RenderSpec
 
-#: The model used when none is given (a hub id; needs the weights locally or a network).
-DEFAULT_MODEL = "Qwen/Qwen2.5-VL-3B-Instruct"
+
+def default_model() -> str:
+    """The model used when none is given: the reference reader shipped inside the package (a
+    demonstration model for synthetic business documents; pass a hub id such as
+    ``Qwen/Qwen2.5-VL-7B-Instruct`` for real documents)."""
+    from egr.reader import default_model_path
+
+    return default_model_path()
+
+
 #: Pages processed per document unless ``max_pages`` says otherwise; longer documents are cut.
 DEFAULT_MAX_PAGES = 50
 #: Name of the global concurrency limit that bounds model work (one slot per GPU).
@@ -55,7 +63,7 @@ class RunParams(BaseModel):
     source: str
     questions: str
     out: str = "egr-out"
-    model: str = DEFAULT_MODEL
+    model: str = Field(default_factory=default_model)
     device: str = "cpu"
     dtype: str = "auto"
     egr: EgrConfig | None = None

@@ -146,7 +146,10 @@ def command(
         typer.Option("--page", help="0-based page; default: the page with the lowest entropy."),
     ] = None,
     model: Annotated[
-        str | None, typer.Option("--model", "-m", help="Checkpoint: hub id or local directory.")
+        str | None,
+        typer.Option(
+            "--model", "-m", help="Hub id or checkpoint dir (default: the shipped reader)."
+        ),
     ] = None,
     device: Annotated[str, typer.Option("--device", help="cpu | cuda | cuda:N.")] = "cpu",
     max_rounds: Annotated[
@@ -158,11 +161,12 @@ def command(
     from egr_core.errors import EgrError
 
     if model is None:
-        raise fail(
-            "--model is required (no default reader ships yet): pass a hub id or a checkpoint "
-            "directory, e.g. one built with `egr tiny-model DIR`",
-            2,
-        )
+        from egr.reader import default_model_path
+
+        try:
+            model = default_model_path()
+        except FileNotFoundError as exc:
+            raise fail(str(exc), 2) from exc
     if not question.strip():
         raise fail("the question is empty", 2)
     if not pdf.is_file():

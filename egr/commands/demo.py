@@ -79,10 +79,13 @@ def command(
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from egr.commands.query import fail
     from egr.commands.run import BarsReporter, print_summary
     from egr.commands.synth import _parse_kinds, write_corpus
-    from egr.reader import default_model_path, reader_config
+    from egr.preflight import check_model
+    from egr.reader import default_model_path
     from egr.scoring import load_ground_truth, score
+    from egr_core.errors import EgrError
     from flows.corpus_qa import run_corpus_qa
     from flows.params import RunParams
     from tasks.io.store import Store
@@ -98,15 +101,17 @@ def command(
         f"{sum(synth.n_pages.values())} pages, {synth.n_questions} questions -> {corpus}"
     )
 
-    model_id = model or default_model_path()
-    egr_cfg = reader_config(model_id, max_rounds=max_rounds) if model is None else None
+    try:
+        model_id = model or default_model_path()
+        check_model(model_id)
+    except (EgrError, FileNotFoundError) as exc:
+        raise fail(str(exc), 2) from exc
     params = RunParams(
         source=str(corpus),
         questions=str(synth.questions_path),
         out=str(out),
         model=model_id,
         device=device,
-        egr=egr_cfg,
         max_rounds=max_rounds,
     )
     console.print(f"[bold]2/3 corpus QA[/bold]  model {model_id}")

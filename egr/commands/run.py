@@ -74,7 +74,9 @@ def command(
     source: Annotated[str, typer.Argument(help="A folder, a PDF, or s3://bucket/prefix.")],
     questions: Annotated[str, typer.Option("--questions", "-q", help="YAML/JSON questions.")],
     out: Annotated[str, typer.Option("--out", "-o", help="Output folder of the tables.")],
-    model: Annotated[str | None, typer.Option(help="Hub id or local checkpoint.")] = None,
+    model: Annotated[
+        str | None, typer.Option(help="Hub id or checkpoint dir (default: the shipped reader).")
+    ] = None,
     device: Annotated[str, typer.Option(help="cpu | cuda | cuda:N | auto")] = "cpu",
     max_rounds: Annotated[
         int | None, typer.Option(help="Zoom rounds; 0 = plain answer (baseline).", min=0)
@@ -95,15 +97,15 @@ def command(
     from egr.preflight import check_model, check_questions
     from egr_core.errors import EgrError
     from flows.corpus_qa import run_corpus_qa
-    from flows.params import DEFAULT_MAX_PAGES, DEFAULT_MODEL, RunParams
+    from flows.params import DEFAULT_MAX_PAGES, RunParams, default_model
     from tasks.io.summary import FailureRateExceeded
 
     console = Console()
-    model = model or DEFAULT_MODEL
     try:
+        model = model or default_model()
         check_questions(questions)
         check_model(model)
-    except EgrError as exc:
+    except (EgrError, FileNotFoundError) as exc:
         raise fail(str(exc), 2) from exc
     params = RunParams(
         source=source, questions=questions, out=out, model=model,
