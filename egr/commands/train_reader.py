@@ -1,0 +1,30 @@
+"""``egr train-reader``: train (or resume) the reference reader on synthetic documents."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+
+def command(
+    out: Annotated[str, typer.Argument(help="Output folder (state.pt, model/, train.log).")],
+    minutes: Annotated[float, typer.Option(help="Wall-clock budget of this call.", min=0.1)] = 90,
+    seed: Annotated[int, typer.Option(help="Seed of the weights and the data stream.")] = 0,
+    steps: Annotated[
+        int, typer.Option(help="Total steps (the LR schedule's length).", min=1)
+    ] = 1300,
+    threads: Annotated[int, typer.Option(help="torch threads.", min=1)] = 2,
+) -> None:
+    """Train the reference reader into OUT; rerunning with the same OUT resumes from OUT/state.pt.
+
+    Deterministic given --seed and --steps (the batch of step k depends only on the seed and k).
+    Copy OUT/model into egr/assets/reader to ship it as the default model.
+    """
+    import logging
+
+    from egr.reader.train import train_reader
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    path = train_reader(out, minutes=minutes, seed=seed, steps=steps, threads=threads)
+    typer.echo(f"reader checkpoint: {path}")

@@ -1,0 +1,66 @@
+"""The reference reader: a small Qwen2-VL that egr trains itself on synthetic business documents.
+
+It is a demonstration model: it reads the values of the documents made by ``egr synth`` (invoices,
+claim forms, expense tables, reports) and nothing else. It ships inside the package, in
+``save_pretrained`` layout, and loads through :func:`egr_core.loading.load_vlm` like a hub
+checkpoint; it is the default ``--model`` of ``egr run``, ``egr ask`` and ``make demo``.
+
+- :func:`default_model_path`: the packaged checkpoint directory.
+- :func:`reader_config`: the EGG knobs the reader was trained for (also stored next to the weights
+  as ``egr_config.json``).
+- ``egr train-reader OUT --minutes M --seed S`` (:mod:`egr.reader.train`) retrains it.
+"""
+
+from __future__ import annotations
+
+import json
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+#: File next to the weights holding the EGG knobs the reader was trained for.
+EGG_CONFIG_FILE = "egr_config.json"
+
+#: EGG knobs matching the reader's training crops (long side 392 px = 14 tokens, crops of at
+#: least a tenth of the page side).
+READER_EGG_KNOBS: dict[str, Any] = {
+    "sigma": 1.5,
+    "threshold": "fraction",
+    "threshold_fraction": 0.5,
+    "top_k": 2,
+    "max_rounds": 3,
+    "max_new_tokens": 24,
+    "crop_pixels": 392,
+    "min_crop": 0.1,
+    "crop_pad": 0.1,
+}
+
+
+def default_model_path() -> str:
+    """The directory of the packaged reader checkpoint (``egr/assets/reader``).
+
+    Raises:
+        FileNotFoundError: the package was installed without its assets.
+    """
+    path = Path(str(resources.files("egr") / "assets" / "reader"))
+    if not (path / "config.json").is_file():
+        raise FileNotFoundError(
+            f"the reference reader is missing from {path} (no config.json); reinstall egr with its "
+            "package data, or train one with `egr train-reader OUT` and pass --model OUT/model"
+        )
+    return str(path)
+
+
+def reader_config(model_dir: str | None = None, **overrides: Any) -> Any:
+    """The :class:`~egr_core.config.EgrConfig` stored with a reader checkpoint (default: shipped).
+
+    Falls back to :data:`READER_EGG_KNOBS` when the directory has no ``egr_config.json``.
+    """
+    from egr_core.config import EgrConfig
+
+    knobs = dict(READER_EGG_KNOBS)
+    path = Path(model_dir or default_model_path()) / EGG_CONFIG_FILE
+    if path.is_file():
+        knobs.update(json.loads(path.read_text()))
+    knobs.update({k: v for k, v in overrides.items() if v is not None})
+    return EgrConfig(**knobs)

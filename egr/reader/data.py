@@ -1,0 +1,278 @@
+"""Training and evaluation examples for the reference reader, drawn from :mod:`egr_core.synth`.
+
+An :class:`Example` is what the reader sees in one chat turn: images (the page view first, then
+crops, or one crop alone), a prompt and the target text. Four tasks:
+
+- ``transcribe``: one line of Courier text (a value, a label or a table cell) cut at a zoom where
+  one character is 0.5-1.3 merged tokens wide; prompt ``"Transcribe:"``, target the text.
+- ``crop_qa``: a crop like the ones EGG cuts around a field (the value, some of its surroundings),
+  rendered at the EGG crop size; prompt the field's question, target its answer.
+- ``page_crops_qa``: ``[page view, crops...]`` + question: the answer crop among distractor crops
+  (or, sometimes, missing), which is exactly what EGG's answer step feeds the model.
+- ``page_qa``: ``[page view]`` + question: small print cannot be read here, so the model learns
+  its prior (and to be unsure) on the page alone.
+
+Everything is a pure function of the seeds: document ``i`` of a stream is
+``generate(kind, train_doc_seed(seed, i))``, and training seeds live in their own hash namespace,
+so they never coincide with corpus seeds (``egr_core.synth.doc_seed``) used for evaluation.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import random
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+import pymupdf
+from PIL import Image
+
+from egr_core.synth import KINDS, SynthDocument, SynthField, TextSpan, generate
+
+from .model import MAX_TOKENS_PER_IMAGE, TOKEN_PX
+
+TRANSCRIBE_PROMPT = "Transcribe:"
+#: Long side (px) of an EGG crop for the reader (``READER_EGG_CONFIG.crop_pixels``).
+CROP_PIXELS = 392
+#: Pixels rendered per page-view token before the processor downsizes (as the pipeline does).
+PAGE_OVERSAMPLE = 1.5
+
+
+@dataclass(frozen=True)
+class Example:
+    """One chat turn: images, prompt, target; ``task`` names the generator."""
+
+    images: tuple[Image.Image, ...]
+    prompt: str
+    target: str
+    task: str
+    #: (image index, normalised box in that image) of the answer value: where the first answer
+    #: token should look (training-only auxiliary loss), or None.
+    focus: tuple[int, tuple[float, float, float, float]] | None = None
+    #: glyph-aligned transcriptions: (token row, one character per token column) of the image,
+    #: for the training-only per-token character loss; None otherwise.
+    char_row: tuple[int, str] | None = None
+
+
+def train_doc_seed(seed: int, index: int) -> int:
+    """Seed of training document ``index`` (a namespace disjoint from corpus seeds)."""
+    digest = hashlib.sha256(f"egr-reader-train:{seed}:{index}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") >> 1
+
+
+class DocPool:
+    """Lazily generated training documents with their opened PDFs (LRU cache)."""
+
+    def __init__(self, seed: int, size: int = 4000, cache: int = 256) -> None:
+        self.seed, self.size, self.cache = seed, size, cache
+        self._docs: OrderedDict[int, tuple[SynthDocument, Any]] = OrderedDict()
+
+    def get(self, index: int) -> tuple[SynthDocument, Any]:
+        if index in self._docs:
+            self._docs.move_to_end(index)
+            return self._docs[index]
+        kind = KINDS[index % len(KINDS)]
+        doc = generate(kind, train_doc_seed(self.seed, index))
+        entry = (doc, pymupdf.open(stream=doc.pdf, filetype="pdf"))
+        self._docs[index] = entry
+        if len(self._docs) > self.cache:
+            _, (_, old) = self._docs.popitem(last=False)
+            old.close()
+        return entry
+
+
+# ------------------------------------------------------------------------------- rendering
+def render_rect(
+    pdf: Any, page: int, rect: tuple[float, float, float, float], zoom: float
+) -> Image.Image:
+    """Render a page rectangle (points, origin top-left) at ``zoom`` px/pt as RGB."""
+    pix = pdf[page].get_pixmap(
+        matrix=pymupdf.Matrix(zoom, zoom), clip=pymupdf.Rect(*rect), alpha=False
+    )
+    return Image.frombytes("RGB", (pix.width, pix.height), pix.samples)
+
+
+def page_view(pdf: Any, page: int) -> Image.Image:
+    """The page rendered a little above the reader's pixel budget (the processor downsizes)."""
+    r = pdf[page].rect
+    budget = MAX_TOKENS_PER_IMAGE * TOKEN_PX * TOKEN_PX * PAGE_OVERSAMPLE**2
+    zoom = math.sqrt(budget / (r.width * r.height))
+    return render_rect(pdf, page, (0, 0, r.width, r.height), zoom)
+
+
+def egg_like_crop(
+    rng: random.Random, doc: SynthDocument, pdf: Any, span: TextSpan, long_side_pt: float
+) -> tuple[Image.Image, tuple[float, float, float, float]]:
+    """A crop of about ``long_side_pt`` holding ``span`` somewhere inside, long side 448 px."""
+    w, h = doc.page_sizes_pt[span.page]
+    x0, y0, x1, y1 = span.box_pt
+    sw, sh = x1 - x0, y1 - y0
+    aspect = rng.uniform(0.6, 1.8)  # crop width / height
+    cw = long_side_pt if aspect >= 1 else long_side_pt * aspect
+    ch = long_side_pt / aspect if aspect >= 1 else long_side_pt
+    cw, ch = min(max(cw, sw * 1.05 + 4), w), min(max(ch, sh * 1.3), h)
+    cx0 = rng.uniform(max(0.0, x1 + 2 - cw), min(w - cw, x0 - 2)) if cw < w else 0.0
+    cy0 = rng.uniform(max(0.0, y1 + 1 - ch), min(h - ch, y0 - 1)) if ch < h else 0.0
+    cx0, cy0 = min(max(cx0, 0.0), w - cw), min(max(cy0, 0.0), h - ch)
+    rect = (cx0, cy0, cx0 + cw, cy0 + ch)
+    zoom = CROP_PIXELS / max(cw, ch)
+    return render_rect(pdf, span.page, rect, zoom), rect
+
+
+# ------------------------------------------------------------------------------- tasks
+def _mono_spans(doc: SynthDocument) -> list[TextSpan]:
+    return [s for s in doc.spans if s.monospace and 1 <= len(s.text) <= 26]
+
+
+def transcribe_example(
+    rng: random.Random,
+    doc: SynthDocument,
+    pdf: Any,
+    pitch: tuple[float, float],
+    aligned: float = 0.0,
+) -> Example:
+    """One Courier line at ``pitch`` px per character, 1-2 token rows of context.
+
+    With probability ``aligned`` the line is cut glyph-aligned: exactly one character per merged
+    token (28 px pitch) and the crop's left edge on a character boundary.
+    """
+    fields = [f.span for f in doc.fields]
+    span = rng.choice(fields) if rng.random() < 0.35 else rng.choice(_mono_spans(doc))
+    is_aligned = rng.random() < aligned
+    zoom = (TOKEN_PX if is_aligned else rng.uniform(*pitch)) / (0.6 * span.size_pt)
+    x0, y0, x1, y1 = span.box_pt
+    tok = TOKEN_PX / zoom  # one token in points
+    n_cols = math.ceil((x1 - x0) / tok + rng.uniform(0.1, 1.5))
+    n_rows = max(1, math.ceil((y1 - y0) / tok + rng.uniform(0.05, 0.9)))
+    cw, ch = n_cols * tok, n_rows * tok
+    char_row = None
+    if is_aligned:
+        margin = rng.randint(0, 2)
+        n_cols = len(span.text) + margin
+        cw = n_cols * tok
+        lead = rng.randint(0, margin)
+        cx0 = x0 - lead * tok
+    else:
+        cx0 = x0 - rng.uniform(0.0, max(cw - (x1 - x0), 0.0))
+    cy0 = y0 - rng.uniform(0.0, max(ch - (y1 - y0), 0.0))
+    if is_aligned:
+        row = min(int(((y0 + y1) / 2 - cy0) / tok), n_rows - 1)  # the row holding the glyphs
+        char_row = (row, " " * lead + span.text + " " * (n_cols - lead - len(span.text)))
+    img = render_rect(pdf, span.page, (cx0, cy0, cx0 + cw, cy0 + ch), zoom)
+    img = img.resize((n_cols * TOKEN_PX, n_rows * TOKEN_PX))  # exact multiples: no resize later
+    return Example((img,), TRANSCRIBE_PROMPT, span.text, "transcribe", char_row=char_row)
+
+
+def _crop_size(rng: random.Random, lo: float, hi: float) -> float:
+    return math.exp(rng.uniform(math.log(lo), math.log(hi)))
+
+
+def crop_qa_example(
+    rng: random.Random, doc: SynthDocument, pdf: Any, size_pt: tuple[float, float]
+) -> Example:
+    """A field's question on an EGG-like crop around its value."""
+    f = rng.choice(doc.fields)
+    img, _ = egg_like_crop(rng, doc, pdf, f.span, _crop_size(rng, *size_pt))
+    return Example((img,), f.question, f.answer, "crop_qa")
+
+
+def page_crops_qa_example(
+    rng: random.Random, doc: SynthDocument, pdf: Any, size_pt: tuple[float, float]
+) -> Example:
+    """``[page view, crops...]``: the answer crop among 0-2 distractors (10%: it is missing)."""
+    f = rng.choice(doc.fields)
+    same_page = [g for g in doc.fields if g.page == f.page and g is not f]
+    others: list[SynthField] = rng.sample(same_page, k=min(len(same_page), rng.randint(0, 2)))
+    crops: list[tuple[Image.Image, Any]] = []
+    if rng.random() < 0.9 or not others:
+        img, rect = egg_like_crop(rng, doc, pdf, f.span, _crop_size(rng, *size_pt))
+        crops.append((img, _relative(f.span.box_pt, rect)))
+    for g in others:
+        crops.append((egg_like_crop(rng, doc, pdf, g.span, _crop_size(rng, *size_pt))[0], None))
+    rng.shuffle(crops)
+    focus = next(((i + 1, b) for i, (_, b) in enumerate(crops) if b is not None), None)
+    images = (page_view(pdf, f.page), *(c for c, _ in crops))
+    return Example(images, f.question, f.answer, "page_crops_qa", focus)
+
+
+def page_qa_example(rng: random.Random, doc: SynthDocument, pdf: Any) -> Example:
+    f = rng.choice(doc.fields)
+    focus = (0, doc.box(f.span).as_tuple())
+    return Example((page_view(pdf, f.page),), f.question, f.answer, "page_qa", focus)
+
+
+def _relative(
+    box: tuple[float, float, float, float], rect: tuple[float, float, float, float]
+) -> tuple[float, float, float, float]:
+    """``box`` (points) in the normalised coordinates of the crop ``rect`` (points), clamped."""
+    w, h = rect[2] - rect[0], rect[3] - rect[1]
+    x0, x1 = (box[0] - rect[0]) / w, (box[2] - rect[0]) / w
+    y0, y1 = (box[1] - rect[1]) / h, (box[3] - rect[1]) / h
+    return (max(x0, 0.0), max(y0, 0.0), min(x1, 1.0), min(y1, 1.0))
+
+
+# ------------------------------------------------------------------------------- curriculum
+@dataclass(frozen=True)
+class Phase:
+    """Task mixture and difficulty from step ``start`` on."""
+
+    start: int
+    weights: dict[str, float]
+    pitch: tuple[float, float]  # transcription px per character
+    crop_pt: tuple[float, float]  # EGG-like crop long side in points
+    aligned: float = 0.0  # share of glyph-aligned transcriptions (one character per token)
+
+
+PHASES: tuple[Phase, ...] = (
+    Phase(0, {"transcribe": 0.75, "crop_qa": 0.25}, (24.0, 32.0), (70.0, 110.0)),
+    Phase(150, {"transcribe": 0.5, "crop_qa": 0.5}, (16.0, 34.0), (70.0, 150.0)),
+    # the jittered reading had not started by step 400: go back to one glyph per token
+    Phase(400, {"transcribe": 0.75, "crop_qa": 0.25}, (20.0, 34.0), (70.0, 120.0), 0.8),
+    Phase(
+        1300,
+        {"transcribe": 0.25, "crop_qa": 0.3, "page_crops_qa": 0.25, "page_qa": 0.2},
+        (14.0, 36.0),
+        (70.0, 180.0),
+        0.3,
+    ),
+)
+
+#: Examples per step for each task (pages cost more than crops).
+BATCH = {"transcribe": 16, "crop_qa": 12, "page_crops_qa": 4, "page_qa": 6}
+EXAMPLES_PER_DOC = 4
+
+
+def phase_at(step: int) -> Phase:
+    return [p for p in PHASES if p.start <= step][-1]
+
+
+def step_batch(seed: int, step: int, pool: DocPool, batch_scale: float = 1.0) -> list[Example]:
+    """The batch of training step ``step``: a pure function of ``(seed, step, batch_scale)``."""
+    rng = random.Random(f"egr-reader-step:{seed}:{step}")
+    phase = phase_at(step)
+    tasks, weights = zip(*phase.weights.items(), strict=True)
+    task = rng.choices(tasks, weights)[0]
+    out = []
+    for i in range(
+        max(1, round(BATCH[task] * batch_scale))
+    ):  # a few examples per document: generating one costs ~50 ms
+        if i % EXAMPLES_PER_DOC == 0:
+            doc, pdf = pool.get(rng.randrange(pool.size))
+        out.append(make_example(rng, task, doc, pdf, phase))
+    return out
+
+
+def make_example(
+    rng: random.Random, task: str, doc: SynthDocument, pdf: Any, phase: Phase
+) -> Example:
+    if task == "transcribe":
+        return transcribe_example(rng, doc, pdf, phase.pitch, phase.aligned)
+    if task == "crop_qa":
+        return crop_qa_example(rng, doc, pdf, phase.crop_pt)
+    if task == "page_crops_qa":
+        return page_crops_qa_example(rng, doc, pdf, phase.crop_pt)
+    if task == "page_qa":
+        return page_qa_example(rng, doc, pdf)
+    raise ValueError(f"unknown task {task!r}")

@@ -1,0 +1,427 @@
+"""Train the reference reader: deterministic given its seed, resumable, logged.
+
+``train_reader(out_dir, minutes=..., seed=...)`` runs the curriculum of :mod:`egr.reader.data`
+and writes
+
+- ``OUT/state.pt``: model + optimiser state and the step (written every ``ckpt_every`` steps,
+  atomically); a rerun with the same ``OUT`` resumes from it;
+- ``OUT/model/``: the checkpoint in ``save_pretrained`` layout (model + processor), loadable with
+  ``egr_core.loading.load_vlm``;
+- ``OUT/train.log``: one line per ``log_every`` steps (step, task, loss, examples/s) and the
+  held-out evaluations.
+
+The batch of step ``k`` depends only on ``(seed, k)``, so a resumed run sees the same data as an
+uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import random
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .data import (
+    PHASES,
+    DocPool,
+    Example,
+    make_example,
+    step_batch,
+)
+from .model import build_model, build_processor
+
+log = logging.getLogger(__name__)
+IM_END = "<|im_end|>"
+
+
+def chat_text(processor: Any, ex: Example) -> str:
+    """The prompt of ``ex`` (images, then the prompt text, generation prompt on)."""
+    content: list[dict[str, Any]] = [{"type": "image"} for _ in ex.images]
+    content.append({"type": "text", "text": ex.prompt})
+    msgs = [{"role": "user", "content": content}]
+    return processor.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
+
+
+def collate(processor: Any, batch: Sequence[Example], with_targets: bool = True) -> dict[str, Any]:
+    """Processor inputs for a batch (left padded); with targets, ``labels`` on the answer span.
+
+    The label span is counted from the end of each sequence (target characters + ``<|im_end|>``),
+    so the first answer token is always supervised.
+    """
+    texts = [
+        chat_text(processor, ex) + (ex.target + IM_END if with_targets else "") for ex in batch
+    ]
+    images = [im for ex in batch for im in ex.images]
+    enc = processor(text=texts, images=images, return_tensors="pt", padding=True)
+    enc = {k: v for k, v in enc.items() if isinstance(v, torch.Tensor)}
+    if with_targets:
+        labels = torch.full_like(enc["input_ids"], -100)  # (B, T)
+        query = torch.zeros(len(batch), dtype=torch.long)  # (B,) position predicting answer[0]
+        for i, ex in enumerate(batch):
+            n = len(processor.tokenizer(ex.target + IM_END)["input_ids"])
+            labels[i, -n:] = enc["input_ids"][i, -n:]
+            query[i] = enc["input_ids"].shape[1] - n - 1
+        enc["labels"] = labels
+        if any(ex.char_row is not None for ex in batch):
+            enc["char_labels"] = char_labels(processor, batch, enc)
+        if any(ex.focus is not None for ex in batch):
+            enc["focus_mask"] = focus_mask(processor, batch, enc)
+            enc["query_pos"] = query
+    return enc
+
+
+def char_labels(processor: Any, batch: Sequence[Example], enc: dict[str, Any]) -> torch.Tensor:
+    """(N_merged,) character id under each merged visual token (-100: unknown), batch order."""
+    merge = int(processor.image_processor.merge_size)
+    grids = enc["image_grid_thw"]  # (n_images, 3)
+    sizes = [int(g[1]) // merge * (int(g[2]) // merge) for g in grids]
+    out = torch.full((sum(sizes),), -100, dtype=torch.long)
+    g = start = 0
+    for ex in batch:
+        for j in range(len(ex.images)):
+            cols = int(grids[g][2]) // merge
+            if j == 0 and ex.char_row is not None:
+                row, chars = ex.char_row
+                ids = processor.tokenizer.convert_tokens_to_ids(list(chars))
+                a = start + row * cols
+                out[a : a + cols] = torch.tensor(ids[:cols])
+            start += sizes[g]
+            g += 1
+    return out
+
+
+def focus_mask(processor: Any, batch: Sequence[Example], enc: dict[str, Any]) -> torch.Tensor:
+    """(B, T) True at the image tokens that cover each example's focus box (at least one)."""
+    merge = int(processor.image_processor.merge_size)
+    ids = enc["input_ids"]  # (B, T)
+    grids = enc["image_grid_thw"]  # (n_images, 3) in patches, batch order
+    mask = torch.zeros_like(ids, dtype=torch.bool)
+    g = 0
+    for i, ex in enumerate(batch):
+        pos = (ids[i] == processor.image_token_id).nonzero().squeeze(-1)  # (N_i,)
+        start = 0
+        for j in range(len(ex.images)):
+            rows, cols = int(grids[g + j][1]) // merge, int(grids[g + j][2]) // merge
+            if ex.focus is not None and ex.focus[0] == j:
+                x0, y0, x1, y1 = ex.focus[1]
+                c0, c1 = int(x0 * cols), max(int(x0 * cols) + 1, math.ceil(x1 * cols))
+                r0, r1 = int(y0 * rows), max(int(y0 * rows) + 1, math.ceil(y1 * rows))
+                cells = torch.zeros(rows, cols, dtype=torch.bool)
+                cells[r0:r1, c0:c1] = True
+                mask[i, pos[start : start + rows * cols][cells.flatten()]] = True
+            start += rows * cols
+        g += len(ex.images)
+    return mask
+
+
+#: Weight of the focus loss and the decoder layers whose attention it shapes (the last two).
+FOCUS_WEIGHT = 0.3
+FOCUS_LAYERS = (-2, -1)
+
+
+def loss_of(
+    model: Any, enc: dict[str, Any], char_head: torch.nn.Module | None = None
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """Cross-entropy on the answer span (+ the focus loss when the batch has focus boxes).
+
+    The focus loss (training only; the checkpoint stays a stock model) is
+    ``-log(attention mass on the focus tokens)`` of the query at the position that predicts the
+    first answer token, averaged over the heads of the last decoder layers. It teaches the reader
+    to look where the answer is drawn, which is where EGG's entropy gradient should point.
+
+    Returns:
+        The loss to minimise and its parts: ``answer`` (cross-entropy), ``chars`` (per-token
+        character loss), ``focus`` (0.0 when absent).
+    """
+    labels = enc.pop("labels")
+    fmask, query = enc.pop("focus_mask", None), enc.pop("query_pos", None)
+    chars = enc.pop("char_labels", None)
+    captured: list[torch.Tensor] = []
+    merged: list[torch.Tensor] = []
+    handles = []
+    if chars is not None and char_head is not None:
+        handles.append(
+            model.model.visual.merger.register_forward_hook(lambda m, a, o: merged.append(o))
+        )
+    if fmask is not None:
+        from transformers.models.qwen2_vl.modeling_qwen2_vl import apply_rotary_pos_emb
+
+        layers = model.model.language_model.layers
+        rows = torch.arange(len(query))
+
+        def hook(module: Any, args: Any, kwargs: Any) -> None:
+            h = kwargs["hidden_states"] if "hidden_states" in kwargs else args[0]  # (B, T, D)
+            cos, sin = kwargs["position_embeddings"]
+            b, t, _ = h.shape
+            hd = module.head_dim
+            q = module.q_proj(h).view(b, t, -1, hd).transpose(1, 2)  # (B, H, T, hd)
+            k = module.k_proj(h).view(b, t, -1, hd).transpose(1, 2)
+            q, k = apply_rotary_pos_emb(q, k, cos, sin)
+            rep = q.shape[1] // k.shape[1]
+            k = k.repeat_interleave(rep, dim=1)
+            qq = q[rows, :, query]  # (B, H, hd)
+            scores = torch.einsum("bhd,bhtd->bht", qq, k) * module.scaling  # (B, H, T)
+            keep = enc["attention_mask"].bool() & (
+                torch.arange(t)[None, :] <= query[:, None]
+            )  # (B, T) causal + padding
+            scores = scores.masked_fill(~keep[:, None, :], float("-inf"))
+            p = scores.float().softmax(-1)
+            captured.append((p * fmask[:, None, :]).sum(-1))  # (B, H) mass on focus tokens
+
+        for li in FOCUS_LAYERS:
+            handles.append(layers[li].self_attn.register_forward_pre_hook(hook, with_kwargs=True))
+    try:
+        out = model(**enc)
+    finally:
+        for hd in handles:
+            hd.remove()
+    logits = out.logits[:, :-1].float()  # (B, T-1, V)
+    tgt = labels[:, 1:]  # (B, T-1)
+    loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), tgt.reshape(-1))
+    parts = {"answer": float(loss), "chars": 0.0, "focus": 0.0}
+    if merged:  # per-token character loss on the merged visual features (training only)
+        char_loss = torch.nn.functional.cross_entropy(char_head(merged[0]).float(), chars)
+        parts["chars"] = float(char_loss)
+        loss = loss + char_loss
+    if not captured:
+        return loss, parts
+    has = fmask.any(-1)  # (B,)
+    mass = torch.stack(captured).mean(0).mean(-1)[has]  # (B',) mean over layers and heads
+    focus = -(mass + 1e-4).log().mean()
+    parts["focus"] = float(focus)
+    return loss + FOCUS_WEIGHT * focus, parts
+
+
+@torch.no_grad()
+def generate_answers(
+    model: Any, processor: Any, batch: Sequence[Example], max_new_tokens: int = 28
+) -> list[str]:
+    """Greedy answers for a batch of examples (processor inputs, ``model.generate``)."""
+    enc = collate(processor, batch, with_targets=False)
+    n = enc["input_ids"].shape[1]
+    out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False)
+    texts = processor.batch_decode(out[:, n:], skip_special_tokens=True)
+    return [t.strip() for t in texts]
+
+
+def heldout(seed: int, task: str, n: int, step_for_phase: int) -> list[Example]:
+    """``n`` fixed examples of ``task`` from documents of a separate training-side namespace."""
+    from .data import phase_at
+
+    pool = DocPool(seed + 1_000_003, size=10_000, cache=64)
+    rng = random.Random(f"egr-reader-heldout:{seed}:{task}")
+    phase = phase_at(step_for_phase)
+    return [make_example(rng, task, *pool.get(rng.randrange(pool.size)), phase) for _ in range(n)]
+
+
+def evaluate(model: Any, processor: Any, examples: Sequence[Example], bs: int = 16) -> float:
+    """Exact-match accuracy of greedy answers."""
+    was = model.training
+    model.eval()
+    hits = 0
+    for i in range(0, len(examples), bs):
+        chunk = examples[i : i + bs]
+        for ex, ans in zip(chunk, generate_answers(model, processor, chunk), strict=True):
+            hits += ans == ex.target
+    model.train(was)
+    return hits / max(len(examples), 1)
+
+
+#: Processes building batches (the DataLoader returns their batches in step order).
+DATA_WORKERS = 2
+
+
+class _Batches(torch.utils.data.IterableDataset):
+    """Collated batches of steps ``start, start+1, ...`` (built in a worker process)."""
+
+    def __init__(self, processor: Any, seed: int, start: int, batch_scale: float) -> None:
+        self.processor, self.seed, self.start = processor, seed, start
+        self.batch_scale = batch_scale
+
+    def __iter__(self) -> Any:
+        torch.set_num_threads(1)
+        info = torch.utils.data.get_worker_info()
+        k, n = (info.id, info.num_workers) if info is not None else (0, 1)
+        pool = DocPool(self.seed)
+        step = self.start + k  # worker k builds steps start+k, start+k+n, ... (round robin)
+        while True:
+            batch = step_batch(self.seed, step, pool, self.batch_scale)
+            yield step, batch[0].task, len(batch), collate(self.processor, batch)
+            step += n
+
+
+def _batch_stream(processor: Any, seed: int, start: int, batch_scale: float = 1.0) -> Any:
+    loader = torch.utils.data.DataLoader(
+        _Batches(processor, seed, start, batch_scale),
+        batch_size=None,
+        num_workers=DATA_WORKERS,
+        prefetch_factor=4,
+        multiprocessing_context="fork",
+    )
+    return iter(loader)
+
+
+def _lr(step: int, total: int, peak: float, warmup: int = 100) -> float:
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    frac = min((step - warmup) / max(total - warmup, 1), 1.0)
+    return peak * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac)))
+
+
+def save_checkpoint(model: Any, processor: Any, out: Path) -> None:
+    """``save_pretrained`` layout (model + processor + ``egr_config.json``) into ``out``."""
+    from egr.reader import EGG_CONFIG_FILE, READER_EGG_KNOBS
+
+    tmp = out.with_name(out.name + ".tmp")
+    model.save_pretrained(tmp)
+    processor.save_pretrained(tmp)
+    (tmp / EGG_CONFIG_FILE).write_text(json.dumps(READER_EGG_KNOBS, indent=2) + "\n")
+    if out.exists():
+        old = out.with_name(out.name + ".old")
+        out.rename(old)
+        tmp.rename(out)
+        for p in sorted(old.rglob("*"), reverse=True):
+            p.unlink() if p.is_file() else p.rmdir()
+        old.rmdir()
+    else:
+        tmp.rename(out)
+
+
+def export_state(state_path: str | Path, out: str | Path, seed: int = 0) -> Path:
+    """Write the ``save_pretrained`` checkpoint of a training state file (e.g. mid-run)."""
+    processor = build_processor()
+    model = build_model(processor, seed)
+    model.load_state_dict(torch.load(state_path, weights_only=False)["model"])
+    model.eval()
+    save_checkpoint(model, processor, Path(out))
+    return Path(out)
+
+
+def train_reader(
+    out_dir: str | Path,
+    *,
+    minutes: float,
+    seed: int = 0,
+    steps: int = 6000,
+    lr: float = 1.5e-3,
+    ckpt_every: int = 100,
+    log_every: int = 20,
+    eval_every: int = 300,
+    n_eval: int = 48,
+    threads: int = 2,
+    batch_scale: float = 1.0,
+) -> Path:
+    """Train (or resume) for at most ``minutes`` of wall clock or until ``steps``.
+
+    Args:
+        out_dir: output folder (``state.pt``, ``model/``, ``train.log``); resumed if present.
+        minutes: wall-clock budget of this call.
+        seed: seed of the initial weights and of the data stream.
+        steps: total steps; also the length of the learning-rate schedule.
+        lr: peak learning rate (linear warm-up, cosine decay to 10%).
+        ckpt_every: steps between ``state.pt`` writes.
+        log_every: steps between log lines.
+        eval_every: steps between held-out evaluations (transcription and crop QA exact match).
+        n_eval: held-out examples per evaluated task (0: no evaluation).
+        threads: torch threads of the training process (the data worker uses one more).
+        batch_scale: multiplies every task's batch size (tests use a small value).
+
+    Returns:
+        The ``save_pretrained`` directory ``out_dir/model``.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.set_num_threads(threads)
+    handler = logging.FileHandler(out / "train.log")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+
+    processor = build_processor()
+    model = build_model(processor, seed)
+    # training-only head: the character under each merged visual token (not saved in model/)
+    char_head = torch.nn.Linear(
+        model.config.text_config.hidden_size, model.config.text_config.vocab_size
+    )
+    params = [*model.parameters(), *char_head.parameters()]
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.01, betas=(0.9, 0.98))
+    state_path = out / "state.pt"
+    step = 0
+    if state_path.exists():
+        state = torch.load(state_path, weights_only=False)
+        model.load_state_dict(state["model"])
+        step = state["step"]
+        if "char_head" in state:
+            char_head.load_state_dict(state["char_head"])
+            opt.load_state_dict(state["opt"])
+        else:  # a state from before the character head: keep the model, fresh optimiser
+            log.info("state has no char_head: new optimiser")
+        log.info("resumed from %s at step %d", state_path, step)
+    model.train()
+    batches = _batch_stream(processor, seed, step, batch_scale)
+    evals = (
+        {t: heldout(seed, t, n_eval, 10**9) for t in ("transcribe", "crop_qa")} if n_eval else {}
+    )
+    t_end = time.monotonic() + minutes * 60
+    t0, n_ex, run_loss = time.monotonic(), 0, 0.0
+    log.info("training from step %d to %d, %d params", step, steps, model.num_parameters())
+    while step < steps and time.monotonic() < t_end:
+        batch_step, task, n_batch, enc = next(batches)
+        assert batch_step == step, (batch_step, step)
+        for g in opt.param_groups:
+            g["lr"] = _lr(step, steps, lr)
+        torch.manual_seed(seed * 1_000_003 + step)
+        loss, parts = loss_of(model, enc, char_head)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        step += 1
+        n_ex += n_batch
+        run_loss += loss.item()
+        if step % log_every == 0:
+            dt = time.monotonic() - t0
+            log.info(
+                "step %d task %s loss %.4f (mean %.4f) answer %.3f chars %.3f focus %.3f %.1f ex/s",
+                step, task, loss.item(), run_loss / log_every, parts["answer"], parts["chars"],
+                parts["focus"], n_ex / dt,
+            )  # fmt: skip
+            t0, n_ex, run_loss = time.monotonic(), 0, 0.0
+        if step % ckpt_every == 0:
+            tmp = state_path.with_suffix(".tmp")
+            torch.save(
+                {
+                    "model": model.state_dict(),
+                    "char_head": char_head.state_dict(),
+                    "opt": opt.state_dict(),
+                    "step": step,
+                },
+                tmp,
+            )
+            os.replace(tmp, state_path)
+        if evals and step % eval_every == 0:
+            accs = {t: evaluate(model, processor, ex) for t, ex in evals.items()}
+            log.info("eval step %d %s", step, " ".join(f"{k}={v:.3f}" for k, v in accs.items()))
+            t0 = time.monotonic()
+    torch.save(
+        {
+            "model": model.state_dict(),
+            "char_head": char_head.state_dict(),
+            "opt": opt.state_dict(),
+            "step": step,
+        },
+        state_path,
+    )
+    model.eval()
+    save_checkpoint(model, processor, out / "model")
+    log.info(
+        "saved %s at step %d (phases start at %s)", out / "model", step, [p.start for p in PHASES]
+    )
+    return out / "model"

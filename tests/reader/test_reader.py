@@ -1,0 +1,149 @@
+"""The reference reader: data stream, label span, resume, and the shipped checkpoint's floor."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+import torch
+
+from egr.reader import default_model_path, reader_config
+from egr.reader.data import (
+    PHASES,
+    TOKEN_PX,
+    DocPool,
+    step_batch,
+    train_doc_seed,
+    transcribe_example,
+)
+from egr.reader.evaluate import (
+    PageCache,
+    box_holds,
+    check_disjoint,
+    held_out_items,
+    run_oracle,
+)
+from egr.reader.model import build_processor
+from egr.reader.train import collate
+from egr_core.synth import doc_seed
+from egr_core.types import Box
+
+#: Held-out corpus of the regression test (a corpus seed: never a training seed).
+FLOOR_SEED, FLOOR_DOCS = 777, 4
+#: Exact-match floor on that set's oracle crops, a little under the measured value (docs/reader.md).
+CROP_READING_FLOOR = 0.6
+
+
+@pytest.fixture(scope="module")
+def processor():
+    return build_processor()
+
+
+def test_training_and_corpus_seeds_are_disjoint():
+    items = held_out_items(FLOOR_DOCS, FLOOR_SEED)
+    check_disjoint(items, train_seed=0)
+    train = {train_doc_seed(0, i) for i in range(100)}
+    assert not train & {doc_seed(FLOOR_SEED, i) for i in range(100)}
+    assert train_doc_seed(0, 5) != train_doc_seed(1, 5)
+
+
+def test_step_batch_is_a_function_of_seed_and_step():
+    a = step_batch(3, 7, DocPool(3), batch_scale=0.25)
+    b = step_batch(3, 7, DocPool(3), batch_scale=0.25)
+    c = step_batch(3, 8, DocPool(3), batch_scale=0.25)
+    assert [e.target for e in a] == [e.target for e in b]
+    assert [e.images[0].tobytes() for e in a] == [e.images[0].tobytes() for e in b]
+    assert [e.target for e in a] != [e.target for e in c]
+
+
+def test_transcription_crops_are_whole_tokens_and_hold_the_text():
+    pool = DocPool(0, size=8)
+    rng = random.Random(0)
+    for i in range(6):
+        doc, pdf = pool.get(i)
+        ex = transcribe_example(rng, doc, pdf, PHASES[0].pitch)
+        w, h = ex.images[0].size
+        assert w % TOKEN_PX == 0 and h % TOKEN_PX == 0
+        # at 24-32 px per character the line fits in about one token per character
+        assert len(ex.target) <= w // TOKEN_PX + 1
+        assert ex.target.strip()
+
+
+def test_aligned_transcription_labels_one_character_per_token(processor):
+    from egr.reader.train import char_labels
+
+    pool = DocPool(0, size=8)
+    rng = random.Random(1)
+    batch = [transcribe_example(rng, *pool.get(i), (20.0, 34.0), aligned=1.0) for i in range(3)]
+    enc = collate(processor, batch)
+    labels = char_labels(processor, batch, enc)  # (N_merged,)
+    start = 0
+    for ex, g in zip(batch, enc["image_grid_thw"], strict=True):
+        rows, cols = int(g[1]) // 2, int(g[2]) // 2
+        assert (cols, rows) == (ex.images[0].width // TOKEN_PX, ex.images[0].height // TOKEN_PX)
+        row, chars = ex.char_row
+        grid = labels[start : start + rows * cols].view(rows, cols)
+        assert processor.tokenizer.decode(grid[row]) == chars
+        assert chars.strip() == ex.target
+        assert (grid[torch.arange(rows) != row] == -100).all()
+        start += rows * cols
+
+
+def test_label_span_is_the_answer_and_end_token(processor):
+    batch = step_batch(0, 0, DocPool(0), batch_scale=0.2)
+    enc = collate(processor, batch)
+    for i, ex in enumerate(batch):
+        lab = enc["labels"][i]
+        kept = lab[lab != -100]
+        assert processor.tokenizer.decode(kept) == ex.target + "<|im_end|>"
+        # the first answer token follows "assistant\n" directly
+        first = int((lab != -100).nonzero()[0])
+        assert processor.tokenizer.decode(enc["input_ids"][i, first - 10 : first]) == "assistant\n"
+
+
+def test_train_resumes_from_its_state(tmp_path: Path):
+    from egr.reader.train import train_reader
+
+    common = {"seed": 0, "n_eval": 0, "batch_scale": 0.1, "ckpt_every": 1, "log_every": 1}
+    train_reader(tmp_path, minutes=5, steps=1, **common)
+    first = torch.load(tmp_path / "state.pt", weights_only=False)
+    assert first["step"] == 1
+    train_reader(tmp_path, minutes=5, steps=2, **common)
+    second = torch.load(tmp_path / "state.pt", weights_only=False)
+    assert second["step"] == 2
+    log = (tmp_path / "train.log").read_text()
+    assert "resumed from" in log and "at step 1" in log
+    assert (tmp_path / "model" / "config.json").is_file()
+
+
+def test_box_holds():
+    outer = Box(0.1, 0.1, 0.5, 0.5)
+    assert box_holds(outer, Box(0.2, 0.2, 0.3, 0.3))
+    assert not box_holds(outer, Box(0.45, 0.2, 0.65, 0.3))
+
+
+def test_shipped_checkpoint_is_small_and_loads():
+    from egr_core.loading import load_vlm
+
+    path = Path(default_model_path())
+    size = sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+    assert size < 15e6, f"shipped reader is {size / 1e6:.1f} MB"
+    vlm = load_vlm(str(path))
+    assert vlm.model_type == "qwen2_vl"
+    assert reader_config().crop_pixels % TOKEN_PX == 0
+
+
+def test_shipped_reader_reads_held_out_crops_above_floor():
+    """Accuracy floor (not a timing): the oracle crop of each held-out question, read alone."""
+    from egr_core.explain import EntropyGradientGrounding
+    from egr_core.loading import load_vlm
+
+    torch.set_num_threads(2)
+    vlm = load_vlm(default_model_path())
+    egg = EntropyGradientGrounding(vlm.model, vlm.processor, vlm.adapter, reader_config())
+    items = held_out_items(FLOOR_DOCS, FLOOR_SEED)
+    pages = PageCache()
+    hits = [run_oracle(egg, pages, it, with_page=False).correct for it in items]
+    acc = sum(hits) / len(hits)
+    assert acc >= CROP_READING_FLOOR, f"crop reading {acc:.1%} < floor {CROP_READING_FLOOR:.0%}"
