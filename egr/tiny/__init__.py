@@ -21,6 +21,7 @@ import inspect
 import logging
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 logger = logging.getLogger(__name__)
 
@@ -95,4 +96,54 @@ def build_tiny(model_type: str, out_dir: str | Path) -> Path:
     return out
 
 
-__all__ = ["build_tiny", "register_builder", "tiny_model_types"]
+#: Width of every tiny decoder, and the seed of every tiny model's random weights.
+HIDDEN = 64
+SEED = 1234
+
+
+def decoder_config(
+    tok: Any, model_type: str | None = None, max_positions: int = 2048
+) -> dict[str, Any]:
+    """The small decoder all tiny checkpoints share: 2 layers, 4 heads (2 KV), width HIDDEN,
+    the vocabulary rounded up to a multiple of 32; ``model_type`` is added when given."""
+    cfg: dict[str, Any] = {
+        "vocab_size": ((len(tok) + 31) // 32) * 32,
+        "hidden_size": HIDDEN,
+        "intermediate_size": 128,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "max_position_embeddings": max_positions,
+        "bos_token_id": None,
+        "eos_token_id": tok.eos_token_id,
+        "pad_token_id": tok.pad_token_id,
+    }
+    if model_type is not None:
+        cfg = {"model_type": model_type, **cfg}
+    return cfg
+
+
+def save_checkpoint(out_dir: Path, config: Any, processor: Any, tok: Any) -> None:
+    """Seeded random weights from ``config``, greedy generation defaults, and the processor,
+    saved with ``save_pretrained`` (the layout ``from_pretrained`` reads for a hub id)."""
+    import torch
+    from transformers import AutoModelForImageTextToText, GenerationConfig
+
+    torch.manual_seed(SEED)
+    model = AutoModelForImageTextToText.from_config(config)
+    model.generation_config = GenerationConfig(
+        eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, do_sample=False
+    )
+    model.save_pretrained(out_dir)
+    processor.save_pretrained(out_dir)
+
+
+__all__ = [
+    "HIDDEN",
+    "SEED",
+    "build_tiny",
+    "decoder_config",
+    "register_builder",
+    "save_checkpoint",
+    "tiny_model_types",
+]

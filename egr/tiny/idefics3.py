@@ -11,10 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import torch
-from transformers import AutoModelForImageTextToText, GenerationConfig
-
-from egr.tiny import register_builder
+from egr.tiny import decoder_config, register_builder, save_checkpoint
 from egr.tiny.tokenizer import IM_END, PAD, build_char_tokenizer, chatml_template
 
 FAKE, IMAGE, EOU, GLOBAL, VIDEO = (
@@ -25,12 +22,10 @@ FAKE, IMAGE, EOU, GLOBAL, VIDEO = (
     "<video>",
 )
 ROW_COL = tuple(f"<row_{i}_col_{j}>" for i in range(1, 7) for j in range(1, 7))
-HIDDEN = 64
 TILE = 112
 PATCH = 14
 SCALE = 2
 LONG_SIDE = 2 * TILE
-SEED = 1234
 SEQ_PER_TILE = (TILE // PATCH) ** 2 // SCALE**2  # 16
 
 
@@ -53,19 +48,7 @@ def _tokenizer() -> Any:
 def _config(model_type: str, tok: Any) -> Any:
     from transformers import AutoConfig
 
-    text = {
-        "model_type": "llama",
-        "vocab_size": ((len(tok) + 31) // 32) * 32,
-        "hidden_size": HIDDEN,
-        "intermediate_size": 128,
-        "num_hidden_layers": 2,
-        "num_attention_heads": 4,
-        "num_key_value_heads": 2,
-        "max_position_embeddings": 4096,
-        "bos_token_id": None,
-        "eos_token_id": tok.eos_token_id,
-        "pad_token_id": tok.pad_token_id,
-    }
+    text = decoder_config(tok, "llama", max_positions=4096)
     vision = {
         "hidden_size": 32,
         "intermediate_size": 64,
@@ -115,10 +98,4 @@ def _processor(model_type: str, tok: Any) -> Any:
 def build_idefics3(out_dir: Path, model_type: str) -> None:
     """Save a tiny ``model_type`` checkpoint (model, processor, template) to ``out_dir``."""
     tok = _tokenizer()
-    torch.manual_seed(SEED)
-    model = AutoModelForImageTextToText.from_config(_config(model_type, tok))
-    model.generation_config = GenerationConfig(
-        eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, do_sample=False
-    )
-    model.save_pretrained(out_dir)
-    _processor(model_type, tok).save_pretrained(out_dir)
+    save_checkpoint(out_dir, _config(model_type, tok), _processor(model_type, tok), tok)

@@ -10,19 +10,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import torch
-from transformers import AutoModelForImageTextToText, GenerationConfig
-
-from egr.tiny import register_builder
+from egr.tiny import decoder_config, register_builder, save_checkpoint
 from egr.tiny.tokenizer import IM_END, PAD, build_char_tokenizer, chatml_template
 
 IMG_START, IMG_END, IMG_CONTEXT, VIDEO = "<img>", "</img>", "<IMG_CONTEXT>", "<video>"
-HIDDEN = 64
 TILE = 112
 PATCH = 14
 DOWNSAMPLE = 0.5
 MAX_TILES = 4
-SEED = 1234
 SEQ_PER_TILE = int((TILE // PATCH) ** 2 * DOWNSAMPLE**2)  # 16
 
 
@@ -44,19 +39,7 @@ def _tokenizer() -> Any:
 def _config(tok: Any) -> Any:
     from transformers import AutoConfig
 
-    text = {
-        "model_type": "qwen2",
-        "vocab_size": ((len(tok) + 31) // 32) * 32,
-        "hidden_size": HIDDEN,
-        "intermediate_size": 128,
-        "num_hidden_layers": 2,
-        "num_attention_heads": 4,
-        "num_key_value_heads": 2,
-        "max_position_embeddings": 2048,
-        "bos_token_id": None,
-        "eos_token_id": tok.eos_token_id,
-        "pad_token_id": tok.pad_token_id,
-    }
+    text = decoder_config(tok, "qwen2")
     vision = {
         "hidden_size": 32,
         "intermediate_size": 64,
@@ -99,10 +82,4 @@ def _processor(tok: Any) -> Any:
 def build_internvl(out_dir: Path) -> None:
     """Save a tiny InternVL checkpoint (model, processor, tokenizer, template) to ``out_dir``."""
     tok = _tokenizer()
-    torch.manual_seed(SEED)
-    model = AutoModelForImageTextToText.from_config(_config(tok))
-    model.generation_config = GenerationConfig(
-        eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, do_sample=False
-    )
-    model.save_pretrained(out_dir)
-    _processor(tok).save_pretrained(out_dir)
+    save_checkpoint(out_dir, _config(tok), _processor(tok), tok)

@@ -13,15 +13,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import torch
-from transformers import AutoModelForImageTextToText, GenerationConfig
-
-from egr.tiny import register_builder
+from egr.tiny import decoder_config, register_builder, save_checkpoint
 from egr.tiny.tokenizer import IM_END, PAD, build_char_tokenizer, chatml_template
 
 IMAGE = "<image>"
-HIDDEN = 64
-SEED = 1234
 LLAVA_SIZE = 84
 NEXT_SIZE = 56
 PATCH = 14
@@ -42,19 +37,7 @@ def _config(model_type: str, tok: Any) -> Any:
     from transformers import AutoConfig
 
     size = LLAVA_SIZE if model_type == "llava" else NEXT_SIZE
-    text = {
-        "model_type": "llama",
-        "vocab_size": ((len(tok) + 31) // 32) * 32,
-        "hidden_size": HIDDEN,
-        "intermediate_size": 128,
-        "num_hidden_layers": 2,
-        "num_attention_heads": 4,
-        "num_key_value_heads": 2,
-        "max_position_embeddings": 2048,
-        "bos_token_id": None,
-        "eos_token_id": tok.eos_token_id,
-        "pad_token_id": tok.pad_token_id,
-    }
+    text = decoder_config(tok, "llama")
     vision = {
         "model_type": "clip_vision_model",
         "hidden_size": 32,
@@ -120,10 +103,4 @@ def build_llava(out_dir: Path, model_type: str) -> None:
     """Save a tiny ``model_type`` checkpoint (model, processor, template) to ``out_dir``."""
     tok = _tokenizer()
     config = _config(model_type, tok)
-    torch.manual_seed(SEED)
-    model = AutoModelForImageTextToText.from_config(config)
-    model.generation_config = GenerationConfig(
-        eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, do_sample=False
-    )
-    model.save_pretrained(out_dir)
-    _processor(model_type, tok).save_pretrained(out_dir)
+    save_checkpoint(out_dir, config, _processor(model_type, tok), tok)

@@ -10,19 +10,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import torch
-from transformers import AutoModelForImageTextToText, GenerationConfig
-
-from egr.tiny import register_builder
+from egr.tiny import HIDDEN, decoder_config, register_builder, save_checkpoint
 from egr.tiny.tokenizer import IM_END, PAD, build_char_tokenizer, chatml_template
 
 VISION_START, VISION_END = "<|vision_start|>", "<|vision_end|>"
 IMAGE_PAD, VIDEO_PAD = "<|image_pad|>", "<|video_pad|>"
 QWEN_SPECIALS = (VISION_START, VISION_END, IMAGE_PAD, VIDEO_PAD)
 
-HIDDEN = 64
 MAX_TOKENS_PER_IMAGE = 64  # merged tokens, i.e. pixel budget = 64 * (patch * merge) ** 2
-SEED = 1234
 
 
 def _tokenizer() -> Any:
@@ -42,19 +37,8 @@ def _tokenizer() -> Any:
     )
 
 
-def _text_config(vocab: int, tok: Any, *, qwen3: bool) -> dict[str, Any]:
-    cfg: dict[str, Any] = {
-        "vocab_size": vocab,
-        "hidden_size": HIDDEN,
-        "intermediate_size": 128,
-        "num_hidden_layers": 2,
-        "num_attention_heads": 4,
-        "num_key_value_heads": 2,
-        "max_position_embeddings": 2048,
-        "bos_token_id": None,
-        "eos_token_id": tok.eos_token_id,
-        "pad_token_id": tok.pad_token_id,
-    }
+def _text_config(tok: Any, *, qwen3: bool) -> dict[str, Any]:
+    cfg: dict[str, Any] = decoder_config(tok)
     # mrope_section must sum to head_dim / 2 = 8 (t | h | w frequency bands).
     if qwen3:
         cfg["head_dim"] = HIDDEN // 4
@@ -133,7 +117,6 @@ def _processor(model_type: str, tok: Any) -> Any:
 def _config(model_type: str, tok: Any) -> Any:
     from transformers import AutoConfig
 
-    vocab = ((len(tok) + 31) // 32) * 32
     ids = {
         "image_token_id": tok.convert_tokens_to_ids(IMAGE_PAD),
         "video_token_id": tok.convert_tokens_to_ids(VIDEO_PAD),
@@ -142,7 +125,7 @@ def _config(model_type: str, tok: Any) -> Any:
     }
     return AutoConfig.for_model(
         model_type,
-        text_config=_text_config(vocab, tok, qwen3=model_type == "qwen3_vl"),
+        text_config=_text_config(tok, qwen3=model_type == "qwen3_vl"),
         vision_config=_vision_config(model_type),
         tie_word_embeddings=False,
         **ids,
@@ -154,10 +137,4 @@ def build_qwen(out_dir: Path, model_type: str) -> None:
     """Save a tiny ``model_type`` checkpoint (model, processor, tokenizer) to ``out_dir``."""
     tok = _tokenizer()
     config = _config(model_type, tok)
-    torch.manual_seed(SEED)
-    model = AutoModelForImageTextToText.from_config(config)
-    model.generation_config = GenerationConfig(
-        eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, do_sample=False
-    )
-    model.save_pretrained(out_dir)
-    _processor(model_type, tok).save_pretrained(out_dir)
+    save_checkpoint(out_dir, config, _processor(model_type, tok), tok)
