@@ -60,8 +60,19 @@ def test_ask_with_page_and_plain_mode(tiny_qwen: Path, pdf: Path) -> None:
     assert out["page"] == 1 and out["page_ranking"] == [] and out["stop_reason"] == "plain"
 
 
-def test_ask_errors(pdf: Path, tiny_qwen: Path) -> None:
-    res = CliRunner().invoke(app, ["ask", str(pdf), "What?"])
-    assert res.exit_code == 2 and "--model is required" in res.output
+def test_ask_defaults_to_the_shipped_reader(
+    pdf: Path, tiny_qwen: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import egr.reader
+
+    monkeypatch.setattr(egr.reader, "default_model_path", lambda: str(tiny_qwen))
+    res = CliRunner().invoke(app, ["ask", str(pdf), "What?", "--page", "0", "--json"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout[res.stdout.index("{") :])["model_id"] == str(tiny_qwen)
+
+
+def test_ask_errors(pdf: Path, tiny_qwen: Path, tmp_path: Path) -> None:
+    res = CliRunner().invoke(app, ["ask", str(pdf), "What?", "-m", str(tmp_path / "none")])
+    assert res.exit_code == 1 and "no such checkpoint directory" in res.output
     res = CliRunner().invoke(app, ["ask", str(pdf), "What?", "-m", str(tiny_qwen), "--page", "7"])
     assert res.exit_code == 1 and "out of range" in res.output
