@@ -13,7 +13,7 @@ def command(
     seed: Annotated[int, typer.Option(help="Seed of the weights and the data stream.")] = 0,
     steps: Annotated[
         int, typer.Option(help="Total steps (the LR schedule's length).", min=1)
-    ] = 1300,
+    ] = 3600,
     threads: Annotated[int, typer.Option(help="torch threads.", min=1)] = 2,
 ) -> None:
     """Train the reference reader into OUT; rerunning with the same OUT resumes from OUT/state.pt.

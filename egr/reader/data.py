@@ -54,6 +54,9 @@ class Example:
     #: glyph-aligned transcriptions: (token row, one character per token column) of the image,
     #: for the training-only per-token character loss; None otherwise.
     char_row: tuple[int, str] | None = None
+    #: other crops where every answer character has a token of its own: (image index, merged
+    #: token index in that image) per target character (per-token and copy losses); or None.
+    char_cells: tuple[tuple[int, int], ...] | None = None
 
 
 def train_doc_seed(seed: int, index: int) -> int:
@@ -118,7 +121,34 @@ def egg_like_crop(
     cx0, cy0 = min(max(cx0, 0.0), w - cw), min(max(cy0, 0.0), h - ch)
     rect = (cx0, cy0, cx0 + cw, cy0 + ch)
     zoom = CROP_PIXELS / max(cw, ch)
-    return render_rect(pdf, span.page, rect, zoom), rect
+    img = render_rect(pdf, span.page, rect, zoom)
+    # whole tokens, as the processor's resize would make them (so token cells are known)
+    cols, rows = max(1, round(img.width / TOKEN_PX)), max(1, round(img.height / TOKEN_PX))
+    if cols * rows > MAX_TOKENS_PER_IMAGE:  # the processor's budget would shrink it: do it here
+        s = math.sqrt(MAX_TOKENS_PER_IMAGE / (cols * rows))
+        cols, rows = max(1, math.floor(cols * s)), max(1, math.floor(rows * s))
+    return img.resize((cols * TOKEN_PX, rows * TOKEN_PX)), rect
+
+
+def char_cells(
+    span: TextSpan, rect: tuple[float, float, float, float], image: Image.Image
+) -> tuple[int, ...] | None:
+    """Merged-token index of each character of ``span`` in ``image`` (a render of ``rect``).
+
+    None unless every character centre falls in its own token inside the image.
+    """
+    cols, rows = image.width // TOKEN_PX, image.height // TOKEN_PX
+    sx, sy = image.width / (rect[2] - rect[0]), image.height / (rect[3] - rect[1])
+    pitch = 0.6 * span.size_pt
+    yc = (span.box_pt[1] + span.box_pt[3]) / 2
+    row = int((yc - rect[1]) * sy // TOKEN_PX)
+    out = []
+    for k in range(len(span.text)):
+        col = int((span.box_pt[0] + (k + 0.5) * pitch - rect[0]) * sx // TOKEN_PX)
+        if not (0 <= col < cols and 0 <= row < rows):
+            return None
+        out.append(row * cols + col)
+    return tuple(out) if len(set(out)) == len(out) else None
 
 
 # ------------------------------------------------------------------------------- tasks
@@ -160,9 +190,14 @@ def transcribe_example(
     if is_aligned:
         row = min(int(((y0 + y1) / 2 - cy0) / tok), n_rows - 1)  # the row holding the glyphs
         char_row = (row, " " * lead + span.text + " " * (n_cols - lead - len(span.text)))
-    img = render_rect(pdf, span.page, (cx0, cy0, cx0 + cw, cy0 + ch), zoom)
+    rect = (cx0, cy0, cx0 + cw, cy0 + ch)
+    img = render_rect(pdf, span.page, rect, zoom)
     img = img.resize((n_cols * TOKEN_PX, n_rows * TOKEN_PX))  # exact multiples: no resize later
-    return Example((img,), TRANSCRIBE_PROMPT, span.text, "transcribe", char_row=char_row)
+    cells = None if is_aligned else char_cells(span, rect, img)
+    return Example(
+        (img,), TRANSCRIBE_PROMPT, span.text, "transcribe", char_row=char_row,
+        char_cells=tuple((0, c) for c in cells) if cells else None,
+    )  # fmt: skip
 
 
 def _crop_size(rng: random.Random, lo: float, hi: float) -> float:
@@ -174,8 +209,12 @@ def crop_qa_example(
 ) -> Example:
     """A field's question on an EGG-like crop around its value."""
     f = rng.choice(doc.fields)
-    img, _ = egg_like_crop(rng, doc, pdf, f.span, _crop_size(rng, *size_pt))
-    return Example((img,), f.question, f.answer, "crop_qa")
+    img, rect = egg_like_crop(rng, doc, pdf, f.span, _crop_size(rng, *size_pt))
+    cells = char_cells(f.span, rect, img)
+    return Example(
+        (img,), f.question, f.answer, "crop_qa",
+        char_cells=tuple((0, c) for c in cells) if cells else None,
+    )  # fmt: skip
 
 
 def page_crops_qa_example(
@@ -185,16 +224,18 @@ def page_crops_qa_example(
     f = rng.choice(doc.fields)
     same_page = [g for g in doc.fields if g.page == f.page and g is not f]
     others: list[SynthField] = rng.sample(same_page, k=min(len(same_page), rng.randint(0, 2)))
-    crops: list[tuple[Image.Image, Any]] = []
+    crops: list[tuple[Image.Image, Any, Any]] = []
     if rng.random() < 0.9 or not others:
         img, rect = egg_like_crop(rng, doc, pdf, f.span, _crop_size(rng, *size_pt))
-        crops.append((img, _relative(f.span.box_pt, rect)))
+        crops.append((img, _relative(f.span.box_pt, rect), char_cells(f.span, rect, img)))
     for g in others:
-        crops.append((egg_like_crop(rng, doc, pdf, g.span, _crop_size(rng, *size_pt))[0], None))
+        img = egg_like_crop(rng, doc, pdf, g.span, _crop_size(rng, *size_pt))[0]
+        crops.append((img, None, None))
     rng.shuffle(crops)
-    focus = next(((i + 1, b) for i, (_, b) in enumerate(crops) if b is not None), None)
-    images = (page_view(pdf, f.page), *(c for c, _ in crops))
-    return Example(images, f.question, f.answer, "page_crops_qa", focus)
+    focus = next(((i + 1, b) for i, (_, b, _) in enumerate(crops) if b is not None), None)
+    cells = next((tuple((i + 1, c) for c in cc) for i, (_, _, cc) in enumerate(crops) if cc), None)
+    images = (page_view(pdf, f.page), *(c for c, _, _ in crops))
+    return Example(images, f.question, f.answer, "page_crops_qa", focus, char_cells=cells)
 
 
 def page_qa_example(rng: random.Random, doc: SynthDocument, pdf: Any) -> Example:
@@ -231,7 +272,14 @@ PHASES: tuple[Phase, ...] = (
     # the jittered reading had not started by step 400: go back to one glyph per token
     Phase(400, {"transcribe": 0.75, "crop_qa": 0.25}, (20.0, 34.0), (70.0, 120.0), 0.8),
     Phase(
-        1300,
+        1800,
+        {"transcribe": 0.6, "crop_qa": 0.3, "page_crops_qa": 0.1},
+        (18.0, 34.0),
+        (70.0, 150.0),
+        0.7,
+    ),
+    Phase(
+        2700,
         {"transcribe": 0.25, "crop_qa": 0.3, "page_crops_qa": 0.25, "page_qa": 0.2},
         (14.0, 36.0),
         (70.0, 180.0),

@@ -69,12 +69,59 @@ def collate(processor: Any, batch: Sequence[Example], with_targets: bool = True)
             labels[i, -n:] = enc["input_ids"][i, -n:]
             query[i] = enc["input_ids"].shape[1] - n - 1
         enc["labels"] = labels
-        if any(ex.char_row is not None for ex in batch):
+        if any(ex.char_row is not None or ex.char_cells for ex in batch):
             enc["char_labels"] = char_labels(processor, batch, enc)
-        if any(ex.focus is not None for ex in batch):
-            enc["focus_mask"] = focus_mask(processor, batch, enc)
-            enc["query_pos"] = query
+        targets = attention_targets(processor, batch, enc, query)
+        if targets is not None:
+            enc["att_targets"] = targets
     return enc
+
+
+def attention_targets(
+    processor: Any, batch: Sequence[Example], enc: dict[str, Any], query: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor] | None:
+    """Where given decoder queries should attend (training-only losses), or None.
+
+    Returns ``(rows (P,), queries (P,), keys (P, T) bool, copy (P,) bool)``:
+    - focus (``copy`` False): the query predicting the first answer token, the tokens of the
+      example's focus box;
+    - copy (``copy`` True): in glyph-aligned transcriptions, the query predicting character ``k``
+      and the one image token that shows character ``k``.
+    """
+    fmask = focus_mask(processor, batch, enc) if any(e.focus for e in batch) else None
+    ids = enc["input_ids"]  # (B, T)
+    merge = int(processor.image_processor.merge_size)
+    rows, qs, keys, copy = [], [], [], []
+    g = 0
+    for i, ex in enumerate(batch):
+        if fmask is not None and ex.focus is not None and bool(fmask[i].any()):
+            rows.append(i), qs.append(int(query[i])), keys.append(fmask[i]), copy.append(False)
+        pos = (ids[i] == processor.image_token_id).nonzero().squeeze(-1)  # (N_i,)
+        cells: list[int] = []  # per target character: its token's index among pos
+        if ex.char_row is not None:
+            cols = int(enc["image_grid_thw"][g][2]) // merge
+            row, chars = ex.char_row
+            lead = len(chars) - len(chars.lstrip(" "))
+            cells = [row * cols + lead + k for k in range(len(ex.target))]
+        elif ex.char_cells:
+            sizes = [
+                int(gg[1]) // merge * (int(gg[2]) // merge)
+                for gg in enc["image_grid_thw"][g : g + len(ex.images)]
+            ]
+            cells = [sum(sizes[:img]) + c for img, c in ex.char_cells]
+            if any(
+                sizes[img] != (ex.images[img].width // 28) * (ex.images[img].height // 28)
+                for img, _ in ex.char_cells
+            ):
+                cells = []  # the processor resized the crop: its cells are unknown
+        for k, c in enumerate(cells):
+            key = torch.zeros(ids.shape[1], dtype=torch.bool)
+            key[pos[c]] = True
+            rows.append(i), qs.append(int(query[i]) + k), keys.append(key), copy.append(True)
+        g += len(ex.images)
+    if not rows:
+        return None
+    return torch.tensor(rows), torch.tensor(qs), torch.stack(keys), torch.tensor(copy)
 
 
 def char_labels(processor: Any, batch: Sequence[Example], enc: dict[str, Any]) -> torch.Tensor:
@@ -92,6 +139,10 @@ def char_labels(processor: Any, batch: Sequence[Example], enc: dict[str, Any]) -
                 ids = processor.tokenizer.convert_tokens_to_ids(list(chars))
                 a = start + row * cols
                 out[a : a + cols] = torch.tensor(ids[:cols])
+            whole = sizes[g] == (ex.images[j].width // 28) * (ex.images[j].height // 28)
+            for (img, cell), ch in zip(ex.char_cells or (), ex.target, strict=False):
+                if img == j and whole:
+                    out[start + cell] = processor.tokenizer.convert_tokens_to_ids(ch)
             start += sizes[g]
             g += 1
     return out
@@ -123,6 +174,7 @@ def focus_mask(processor: Any, batch: Sequence[Example], enc: dict[str, Any]) ->
 
 #: Weight of the focus loss and the decoder layers whose attention it shapes (the last two).
 FOCUS_WEIGHT = 0.3
+COPY_WEIGHT = 0.3
 FOCUS_LAYERS = (-2, -1)
 
 
@@ -141,7 +193,7 @@ def loss_of(
         character loss), ``focus`` (0.0 when absent).
     """
     labels = enc.pop("labels")
-    fmask, query = enc.pop("focus_mask", None), enc.pop("query_pos", None)
+    targets = enc.pop("att_targets", None)
     chars = enc.pop("char_labels", None)
     captured: list[torch.Tensor] = []
     merged: list[torch.Tensor] = []
@@ -150,11 +202,11 @@ def loss_of(
         handles.append(
             model.model.visual.merger.register_forward_hook(lambda m, a, o: merged.append(o))
         )
-    if fmask is not None:
+    if targets is not None:
         from transformers.models.qwen2_vl.modeling_qwen2_vl import apply_rotary_pos_emb
 
         layers = model.model.language_model.layers
-        rows = torch.arange(len(query))
+        rows, query, keys, copy = targets
 
         def hook(module: Any, args: Any, kwargs: Any) -> None:
             h = kwargs["hidden_states"] if "hidden_states" in kwargs else args[0]  # (B, T, D)
@@ -166,14 +218,14 @@ def loss_of(
             q, k = apply_rotary_pos_emb(q, k, cos, sin)
             rep = q.shape[1] // k.shape[1]
             k = k.repeat_interleave(rep, dim=1)
-            qq = q[rows, :, query]  # (B, H, hd)
-            scores = torch.einsum("bhd,bhtd->bht", qq, k) * module.scaling  # (B, H, T)
-            keep = enc["attention_mask"].bool() & (
+            qq = q[rows, :, query]  # (P, H, hd)
+            scores = torch.einsum("phd,phtd->pht", qq, k[rows]) * module.scaling  # (P, H, T)
+            keep = enc["attention_mask"][rows].bool() & (
                 torch.arange(t)[None, :] <= query[:, None]
-            )  # (B, T) causal + padding
+            )  # (P, T) causal + padding
             scores = scores.masked_fill(~keep[:, None, :], float("-inf"))
             p = scores.float().softmax(-1)
-            captured.append((p * fmask[:, None, :]).sum(-1))  # (B, H) mass on focus tokens
+            captured.append((p * keys[:, None, :]).sum(-1))  # (P, H) mass on the target keys
 
         for li in FOCUS_LAYERS:
             handles.append(layers[li].self_attn.register_forward_pre_hook(hook, with_kwargs=True))
@@ -185,18 +237,24 @@ def loss_of(
     logits = out.logits[:, :-1].float()  # (B, T-1, V)
     tgt = labels[:, 1:]  # (B, T-1)
     loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), tgt.reshape(-1))
-    parts = {"answer": float(loss), "chars": 0.0, "focus": 0.0}
+    parts = {"answer": loss.item(), "chars": 0.0, "focus": 0.0, "copy": 0.0}
     if merged:  # per-token character loss on the merged visual features (training only)
         char_loss = torch.nn.functional.cross_entropy(char_head(merged[0]).float(), chars)
-        parts["chars"] = float(char_loss)
+        parts["chars"] = char_loss.item()
         loss = loss + char_loss
     if not captured:
         return loss, parts
-    has = fmask.any(-1)  # (B,)
-    mass = torch.stack(captured).mean(0).mean(-1)[has]  # (B',) mean over layers and heads
-    focus = -(mass + 1e-4).log().mean()
-    parts["focus"] = float(focus)
-    return loss + FOCUS_WEIGHT * focus, parts
+    mass = torch.stack(captured)  # (L, P, H)
+    if (~copy).any():  # focus: every head of the last layers looks at the answer's tokens
+        focus = -(mass[:, ~copy].mean(0).mean(-1) + 1e-4).log().mean()
+        parts["focus"] = focus.item()
+        loss = loss + FOCUS_WEIGHT * focus
+    if copy.any():  # copy: some head of the last layers looks at the character being written
+        best = mass[:, copy].amax(dim=(0, 2))  # (P',)
+        copy_loss = -(best + 1e-4).log().mean()
+        parts["copy"] = copy_loss.item()
+        loss = loss + COPY_WEIGHT * copy_loss
+    return loss, parts
 
 
 @torch.no_grad()
@@ -309,7 +367,7 @@ def train_reader(
     *,
     minutes: float,
     seed: int = 0,
-    steps: int = 6000,
+    steps: int = 3600,
     lr: float = 1.5e-3,
     ckpt_every: int = 100,
     log_every: int = 20,
@@ -389,9 +447,10 @@ def train_reader(
         if step % log_every == 0:
             dt = time.monotonic() - t0
             log.info(
-                "step %d task %s loss %.4f (mean %.4f) answer %.3f chars %.3f focus %.3f %.1f ex/s",
+                "step %d task %s loss %.4f (mean %.4f) answer %.3f chars %.3f focus %.3f copy %.3f "
+                "%.1f ex/s",
                 step, task, loss.item(), run_loss / log_every, parts["answer"], parts["chars"],
-                parts["focus"], n_ex / dt,
+                parts["focus"], parts["copy"], n_ex / dt,
             )  # fmt: skip
             t0, n_ex, run_loss = time.monotonic(), 0, 0.0
         if step % ckpt_every == 0:
