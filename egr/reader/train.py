@@ -326,6 +326,19 @@ def _batch_stream(processor: Any, seed: int, start: int, batch_scale: float = 1.
     return iter(loader)
 
 
+def _save_state(path: Path, model: Any, char_head: Any, opt: Any, step: int) -> None:
+    """Write the resumable training state atomically (temp file, then rename)."""
+    tmp = path.with_suffix(".tmp")
+    state = {
+        "model": model.state_dict(),
+        "char_head": char_head.state_dict(),
+        "opt": opt.state_dict(),
+        "step": step,
+    }
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
 def _lr(step: int, total: int, peak: float, warmup: int = 100) -> float:
     if step < warmup:
         return peak * (step + 1) / warmup
@@ -454,30 +467,12 @@ def train_reader(
             )  # fmt: skip
             t0, n_ex, run_loss = time.monotonic(), 0, 0.0
         if step % ckpt_every == 0:
-            tmp = state_path.with_suffix(".tmp")
-            torch.save(
-                {
-                    "model": model.state_dict(),
-                    "char_head": char_head.state_dict(),
-                    "opt": opt.state_dict(),
-                    "step": step,
-                },
-                tmp,
-            )
-            os.replace(tmp, state_path)
+            _save_state(state_path, model, char_head, opt, step)
         if evals and step % eval_every == 0:
             accs = {t: evaluate(model, processor, ex) for t, ex in evals.items()}
             log.info("eval step %d %s", step, " ".join(f"{k}={v:.3f}" for k, v in accs.items()))
             t0 = time.monotonic()
-    torch.save(
-        {
-            "model": model.state_dict(),
-            "char_head": char_head.state_dict(),
-            "opt": opt.state_dict(),
-            "step": step,
-        },
-        state_path,
-    )
+    _save_state(state_path, model, char_head, opt, step)
     model.eval()
     save_checkpoint(model, processor, out / "model")
     log.info(
