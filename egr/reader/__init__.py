@@ -13,13 +13,9 @@ checkpoint; it is the default ``--model`` of ``egr run``, ``egr ask`` and ``make
 
 from __future__ import annotations
 
-import json
 from importlib import resources
 from pathlib import Path
 from typing import Any
-
-#: File next to the weights holding the EGG knobs the reader was trained for.
-EGG_CONFIG_FILE = "egr_config.json"
 
 #: EGG knobs matching the reader's training crops (long side 392 px = 14 tokens, crops of at
 #: least a tenth of the page side).
@@ -57,10 +53,9 @@ def reader_config(model_dir: str | None = None, **overrides: Any) -> Any:
     Falls back to :data:`READER_EGG_KNOBS` when the directory has no ``egr_config.json``.
     """
     from egr_core.config import EgrConfig
+    from egr_core.loading import checkpoint_egg_defaults
 
     knobs = dict(READER_EGG_KNOBS)
-    path = Path(model_dir or default_model_path()) / EGG_CONFIG_FILE
-    if path.is_file():
-        knobs.update(json.loads(path.read_text()))
+    knobs.update(checkpoint_egg_defaults(model_dir or default_model_path()))
     knobs.update({k: v for k, v in overrides.items() if v is not None})
     return EgrConfig(**knobs)

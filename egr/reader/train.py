@@ -348,12 +348,13 @@ def _lr(step: int, total: int, peak: float, warmup: int = 100) -> float:
 
 def save_checkpoint(model: Any, processor: Any, out: Path) -> None:
     """``save_pretrained`` layout (model + processor + ``egr_config.json``) into ``out``."""
-    from egr.reader import EGG_CONFIG_FILE, READER_EGG_KNOBS
+    from egr.reader import READER_EGG_KNOBS
+    from egr_core.loading import EGG_DEFAULTS_FILE
 
     tmp = out.with_name(out.name + ".tmp")
     model.save_pretrained(tmp)
     processor.save_pretrained(tmp)
-    (tmp / EGG_CONFIG_FILE).write_text(json.dumps(READER_EGG_KNOBS, indent=2) + "\n")
+    (tmp / EGG_DEFAULTS_FILE).write_text(json.dumps(READER_EGG_KNOBS, indent=2) + "\n")
     if out.exists():
         old = out.with_name(out.name + ".old")
         out.rename(old)
