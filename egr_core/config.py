@@ -10,6 +10,10 @@ from typing import Any, Literal
 
 ThresholdRule = Literal["elbow", "fraction"]
 SEVariant = Literal["smoothed", "llava"]
+StopRule = Literal["spatial_entropy", "fixed", "confidence"]
+#: Knobs added after the first release, with the value that reproduces the earlier behaviour: a
+#: config at these values hashes as it did before they existed (stable provenance).
+_HASH_NEUTRAL = {"stop_rule": "spatial_entropy", "stop_tau": 0.5}
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +31,10 @@ class EgrConfig:
         crop_pixels: target pixel budget (long side) a crop is rendered at.
         min_crop: smallest crop side, as a fraction of the page, so a zoom never collapses.
         crop_pad: padding added around a region before cropping, as a fraction of its size.
+        stop_rule: when the zoom loop stops: "spatial_entropy" (the paper's rule: stop when the
+            spatial entropy stops decreasing), "fixed" (always ``max_rounds`` rounds while regions
+            are found) or "confidence" (zoom while the first-answer-token entropy > ``stop_tau``).
+        stop_tau: the "confidence" rule's threshold, in nats.
     """
 
     sigma: float = 1.5
@@ -39,6 +47,8 @@ class EgrConfig:
     crop_pixels: int = 448
     min_crop: float = 0.05
     crop_pad: float = 0.1
+    stop_rule: StopRule = "spatial_entropy"
+    stop_tau: float = 0.5
 
     def __post_init__(self) -> None:
         if not self.sigma >= 0:
@@ -61,13 +71,21 @@ class EgrConfig:
             raise ValueError(f"min_crop must be in (0, 1], got {self.min_crop}")
         if not 0 <= self.crop_pad <= 1:
             raise ValueError(f"crop_pad must be in [0, 1], got {self.crop_pad}")
+        if self.stop_rule not in ("spatial_entropy", "fixed", "confidence"):
+            raise ValueError(
+                "stop_rule must be 'spatial_entropy', 'fixed' or 'confidence', "
+                f"got {self.stop_rule!r}"
+            )
+        if not self.stop_tau >= 0:
+            raise ValueError(f"stop_tau must be >= 0, got {self.stop_tau}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     def config_hash(self) -> str:
         """A stable 16-hex-digit hash of the knobs (sorted JSON, sha256)."""
-        blob = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        knobs = {k: v for k, v in self.to_dict().items() if _HASH_NEUTRAL.get(k, ...) != v}
+        blob = json.dumps(knobs, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
     def replace(self, **changes: Any) -> EgrConfig:

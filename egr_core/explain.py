@@ -314,11 +314,13 @@ class EntropyGradientGrounding:
             t = time.perf_counter()
             top, se = self._regions(data.grids, rnd)
             data.timings_ms["regions_ms"] = _ms(t)
-            return RoundOutcome(crops, tuple(top), se, data)
+            return RoundOutcome(crops, tuple(top), se, data, data.entropy)
 
+        cfg = self.config
         trail = zoom_loop(
-            run_round, lambda top: self._next_crops(call, top), self.config.max_rounds
-        )
+            run_round, lambda top: self._next_crops(call, top), cfg.max_rounds,
+            rule=cfg.stop_rule, tau=cfg.stop_tau,
+        )  # fmt: skip
         final = trail.final
         answer, gen_ms = self._generate(final.payload)
         rounds = tuple(

@@ -170,7 +170,7 @@ class GroundedAnswer:
     entropy_after: float
     rounds: tuple[ZoomRound, ...]
     evidence: tuple[Region, ...]  # final top-K, ranked
-    stop_reason: str  # "se_increase" | "max_rounds" | "no_region" | "plain"
+    stop_reason: str  # "se_increase" | "max_rounds" | "no_region" | "confident" | "plain"
     timings_ms: dict[str, float] = field(default_factory=dict)
     error: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)

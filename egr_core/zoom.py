@@ -9,6 +9,11 @@ round finds no region, and after ``max_rounds`` zoom rounds.
 
 Stop reasons: "no_region" (the last round found nothing; the previous round's crops are kept, none
 if it was round 0), "se_increase", "max_rounds".
+
+Two other stop rules, for comparison and for models whose spatial entropy is uninformative
+(``rule``): "fixed" accepts every round that finds a region, up to ``max_rounds``; "confidence"
+zooms only while the accepted round's first-answer-token entropy is above ``tau`` nats (stop
+reason "confident"), accepting every round that finds a region.
 """
 
 from __future__ import annotations
@@ -24,6 +29,8 @@ P = TypeVar("P")
 STOP_SE_INCREASE = "se_increase"
 STOP_MAX_ROUNDS = "max_rounds"
 STOP_NO_REGION = "no_region"
+STOP_CONFIDENT = "confident"
+STOP_RULES = ("spatial_entropy", "fixed", "confidence")
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,12 +42,14 @@ class RoundOutcome(Generic[P]):
         regions: ranked top-K regions, page coordinates.
         spatial_entropy: SE of the block holding the top region.
         payload: whatever the caller wants to keep (grids, embeddings, timings).
+        entropy: first-answer-token entropy of the round (nats; the "confidence" rule's signal).
     """
 
     crops: tuple[Box, ...]
     regions: tuple[Region, ...]
     spatial_entropy: float
     payload: P
+    entropy: float = float("nan")
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,30 +70,40 @@ def zoom_loop(
     run_round: Callable[[int, tuple[Box, ...]], RoundOutcome[P]],
     next_crops: Callable[[Sequence[Region]], tuple[Box, ...]],
     max_rounds: int,
+    rule: str = "spatial_entropy",
+    tau: float = 0.5,
 ) -> ZoomTrail[P]:
-    """Run round 0 on the page, then zoom while the spatial entropy strictly decreases.
+    """Run round 0 on the page, then zoom while the stop rule allows (default: while the spatial
+    entropy strictly decreases).
 
     Args:
         run_round: ``(round_index, crop_boxes) -> RoundOutcome``; round 0 gets no crops.
         next_crops: top-K regions of the accepted round -> the page boxes to crop next.
         max_rounds: zoom rounds after round 0 (>= 1 here; 0 is plain mode, handled by callers).
+        rule: "spatial_entropy" (the paper's), "fixed" or "confidence" (see the module text).
+        tau: the "confidence" rule's entropy threshold in nats.
 
     Returns:
         The trail of rounds, the accepted index and the stop reason.
     """
     if max_rounds < 1:
         raise ValueError(f"zoom_loop needs max_rounds >= 1, got {max_rounds}")
+    if rule not in STOP_RULES:
+        raise ValueError(f"unknown stop rule {rule!r}; expected one of {', '.join(STOP_RULES)}")
     rounds = [run_round(0, ())]
     if not rounds[0].regions:
         return ZoomTrail(tuple(rounds), 0, STOP_NO_REGION)
     accepted = 0
     for i in range(1, max_rounds + 1):
+        if rule == "confidence" and rounds[accepted].entropy <= tau:
+            return ZoomTrail(tuple(rounds), accepted, STOP_CONFIDENT)
         crops = next_crops(rounds[accepted].regions)
         outcome = run_round(i, crops)
         rounds.append(outcome)
         if not outcome.regions:
             return ZoomTrail(tuple(rounds), accepted, STOP_NO_REGION)
-        if outcome.spatial_entropy >= rounds[accepted].spatial_entropy:
+        worse = outcome.spatial_entropy >= rounds[accepted].spatial_entropy
+        if rule == "spatial_entropy" and worse:
             return ZoomTrail(tuple(rounds), accepted, STOP_SE_INCREASE)
         accepted = i
     return ZoomTrail(tuple(rounds), accepted, STOP_MAX_ROUNDS)

@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from egr_core.config import EgrConfig
+from egr_core.config import EgrConfig, StopRule
 from tasks.io.rasterize import RenderSpec
 
 
@@ -43,6 +43,8 @@ class RunParams(BaseModel):
         egr: the method knobs; None = the adapter's defaults for the model's family.
         max_rounds: override of ``egr.max_rounds`` (0 = plain answer, the baseline).
         top_k: override of ``egr.top_k``.
+        stop_rule: override of ``egr.stop_rule`` ("spatial_entropy", "fixed" or "confidence").
+        stop_tau: override of ``egr.stop_tau`` (nats; the "confidence" rule's threshold).
         top_pages: pages grounded per question, after ranking by first-token entropy.
         max_pages: documents longer than this are processed on their first pages, and marked.
         max_failure_rate: the run fails when failed items / all items exceeds this.
@@ -69,6 +71,8 @@ class RunParams(BaseModel):
     egr: EgrConfig | None = None
     max_rounds: int | None = Field(default=None, ge=0)
     top_k: int | None = Field(default=None, ge=1)
+    stop_rule: StopRule | None = None
+    stop_tau: float | None = Field(default=None, ge=0)
     top_pages: int = Field(default=1, ge=1)
     max_pages: int = Field(default=DEFAULT_MAX_PAGES, ge=1)
     max_failure_rate: float = Field(default=0.5, ge=0.0, le=1.0)
@@ -82,7 +86,10 @@ class RunParams(BaseModel):
 
     def overrides(self) -> dict[str, Any]:
         """The explicit EgrConfig overrides (None values mean "keep the default")."""
-        return {"max_rounds": self.max_rounds, "top_k": self.top_k}
+        return {
+            "max_rounds": self.max_rounds, "top_k": self.top_k,
+            "stop_rule": self.stop_rule, "stop_tau": self.stop_tau,
+        }  # fmt: skip
 
     def recorded(self, egr: dict[str, Any]) -> dict[str, Any]:
         """What the runs table records as the run's config: the method knobs and the limits."""

@@ -14,6 +14,7 @@ from typing import Annotated, Any
 
 import typer
 
+from egr.commands._options import StopRuleOption
 from egr.commands.query import fail
 
 
@@ -30,6 +31,8 @@ def ask(
     model: str,
     device: str,
     max_rounds: int | None = None,
+    stop_rule: str | None = None,
+    stop_tau: float | None = None,
     page_pixels: int = 1_600_000,
 ) -> dict[str, Any]:
     """Load the model, pick the page, ground the question; everything as one JSON-able dict."""
@@ -42,7 +45,9 @@ def ask(
     with open_pdf(pdf) as doc:
         if page is not None and not 0 <= page < doc.n_pages:
             raise InputError(f"{pdf}: --page {page} is out of range (the PDF has {doc.n_pages})")
-        cfg = default_config(vlm, model, max_rounds=max_rounds)
+        cfg = default_config(
+            vlm, model, max_rounds=max_rounds, stop_rule=stop_rule, stop_tau=stop_tau
+        )
         egg = EntropyGradientGrounding(vlm.model, vlm.processor, vlm.adapter, cfg)
 
         def render(i: int):
@@ -155,6 +160,14 @@ def command(
     max_rounds: Annotated[
         int | None, typer.Option("--max-rounds", help="Zoom rounds (0 = plain answer).")
     ] = None,
+    stop_rule: Annotated[
+        StopRuleOption | None,
+        typer.Option("--stop-rule", help="When zooming stops (default: spatial_entropy)."),
+    ] = None,
+    stop_tau: Annotated[
+        float | None,
+        typer.Option("--stop-tau", help="Entropy threshold (nats) of --stop-rule confidence."),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Emit one JSON object.")] = False,
 ) -> None:
     """Answer QUESTION about PDF: ranked evidence boxes, every zoom round, the stop reason."""
@@ -172,7 +185,10 @@ def command(
     if not pdf.is_file():
         raise fail(f"{pdf}: no such file", 2)
     try:
-        result = ask(pdf, question, page=page, model=model, device=device, max_rounds=max_rounds)
+        result = ask(
+            pdf, question, page=page, model=model, device=device, max_rounds=max_rounds,
+            stop_rule=stop_rule.value if stop_rule else None, stop_tau=stop_tau,
+        )  # fmt: skip
     except (EgrError, OSError, ValueError) as exc:
         raise fail(str(exc), 1) from exc
     if as_json:

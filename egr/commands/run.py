@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from egr.commands._options import StopRuleOption
 from egr.commands._prefect_env import prefect_defaults
 from egr.commands.query import fail
 
@@ -82,11 +83,27 @@ def command(
         int | None, typer.Option(help="Zoom rounds; 0 = plain answer (baseline).", min=0)
     ] = None,
     top_k: Annotated[int | None, typer.Option(help="Evidence regions per round.", min=1)] = None,
+    stop_rule: Annotated[
+        StopRuleOption | None,
+        typer.Option(help="When zooming stops (default: the model's, spatial_entropy)."),
+    ] = None,
+    stop_tau: Annotated[
+        float | None, typer.Option(help="Entropy threshold of --stop-rule confidence.", min=0)
+    ] = None,
     max_pages: Annotated[
         int | None, typer.Option(help="Pages processed per document (longer ones are cut).")
     ] = None,
     top_pages: Annotated[int, typer.Option(help="Pages grounded per question.", min=1)] = 1,
     max_failure_rate: Annotated[float, typer.Option(help="Fail the run above this.")] = 0.5,
+    render_timeout: Annotated[
+        float, typer.Option(help="Seconds a document may take to open and render.", min=0.1)
+    ] = 120.0,
+    render_memory_mb: Annotated[
+        int, typer.Option(help="Memory (MB) a render worker may add for one document.", min=16)
+    ] = 2048,
+    render_workers: Annotated[
+        int, typer.Option(help="Sandboxed render worker processes.", min=1)
+    ] = 2,
     dask_address: Annotated[str | None, typer.Option(help="Run tasks on this Dask.")] = None,
     workers: Annotated[int | None, typer.Option(help="Local Dask cluster of N workers.")] = None,
     endpoint_url: Annotated[str | None, typer.Option(help="S3 endpoint (MinIO, ...).")] = None,
@@ -110,7 +127,10 @@ def command(
     params = RunParams(
         source=source, questions=questions, out=out, model=model,
         device=device, max_rounds=max_rounds, top_k=top_k, top_pages=top_pages,
+        stop_rule=stop_rule.value if stop_rule else None, stop_tau=stop_tau,
         max_pages=max_pages or DEFAULT_MAX_PAGES, max_failure_rate=max_failure_rate,
+        render_timeout_s=render_timeout, render_memory_mb=render_memory_mb,
+        render_workers=render_workers,
         storage_options={"endpoint_url": endpoint_url} if endpoint_url else {},
     )  # fmt: skip
     t0 = time.perf_counter()

@@ -17,8 +17,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-#: EGG knobs matching the reader's training crops (long side 392 px = 14 tokens, crops of at
-#: least a tenth of the page side).
+#: EGG knobs matching the reader's training crops (long side 448 px = 16 tokens, crops of at
+#: least 7% of the page side, so that EGG's crops show Courier at 16-56 px per character).
 READER_EGG_KNOBS: dict[str, Any] = {
     "sigma": 1.5,
     "threshold": "fraction",
@@ -26,8 +26,8 @@ READER_EGG_KNOBS: dict[str, Any] = {
     "top_k": 2,
     "max_rounds": 3,
     "max_new_tokens": 24,
-    "crop_pixels": 392,
-    "min_crop": 0.1,
+    "crop_pixels": 448,
+    "min_crop": 0.07,
     "crop_pad": 0.1,
 }
 

@@ -34,8 +34,10 @@ from egr_core.synth import KINDS, SynthDocument, SynthField, TextSpan, generate
 from .model import MAX_TOKENS_PER_IMAGE, TOKEN_PX
 
 TRANSCRIBE_PROMPT = "Transcribe:"
-#: Long side (px) of an EGG crop for the reader (``READER_EGG_CONFIG.crop_pixels``).
-CROP_PIXELS = 392
+#: Long side (px) of an EGG crop for the reader (``READER_EGG_KNOBS["crop_pixels"]``).
+CROP_PIXELS = 448
+#: Token grid of a US-letter page view at the reader's budget (columns, rows), about 40 pt cells.
+PAGE_GRID = (15, 19)
 #: Pixels rendered per page-view token before the processor downsizes (as the pipeline does).
 PAGE_OVERSAMPLE = 1.5
 
@@ -51,12 +53,12 @@ class Example:
     #: (image index, normalised box in that image) of the answer value: where the first answer
     #: token should look (training-only auxiliary loss), or None.
     focus: tuple[int, tuple[float, float, float, float]] | None = None
-    #: glyph-aligned transcriptions: (token row, one character per token column) of the image,
-    #: for the training-only per-token character loss; None otherwise.
-    char_row: tuple[int, str] | None = None
-    #: other crops where every answer character has a token of its own: (image index, merged
-    #: token index in that image) per target character (per-token and copy losses); or None.
-    char_cells: tuple[tuple[int, int], ...] | None = None
+    #: per image, the characters its token slots show (:func:`slot_labels`), or None (page views):
+    #: the training-only per-slot character loss.
+    slots: tuple[str | None, ...] | None = None
+    #: (image index, merged token index) of each target character's centre, when all are in one
+    #: image: the training-only copy loss; or None.
+    cells: tuple[tuple[int, int], ...] | None = None
 
 
 def train_doc_seed(seed: int, index: int) -> int:
@@ -105,55 +107,130 @@ def page_view(pdf: Any, page: int) -> Image.Image:
     return render_rect(pdf, page, (0, 0, r.width, r.height), zoom)
 
 
-def egg_like_crop(
-    rng: random.Random, doc: SynthDocument, pdf: Any, span: TextSpan, long_side_pt: float
-) -> tuple[Image.Image, tuple[float, float, float, float]]:
-    """A crop of about ``long_side_pt`` holding ``span`` somewhere inside, long side 448 px."""
-    w, h = doc.page_sizes_pt[span.page]
-    x0, y0, x1, y1 = span.box_pt
-    sw, sh = x1 - x0, y1 - y0
-    aspect = rng.uniform(0.6, 1.8)  # crop width / height
-    cw = long_side_pt if aspect >= 1 else long_side_pt * aspect
-    ch = long_side_pt / aspect if aspect >= 1 else long_side_pt
-    cw, ch = min(max(cw, sw * 1.05 + 4), w), min(max(ch, sh * 1.3), h)
-    cx0 = rng.uniform(max(0.0, x1 + 2 - cw), min(w - cw, x0 - 2)) if cw < w else 0.0
-    cy0 = rng.uniform(max(0.0, y1 + 1 - ch), min(h - ch, y0 - 1)) if ch < h else 0.0
-    cx0, cy0 = min(max(cx0, 0.0), w - cw), min(max(cy0, 0.0), h - ch)
-    rect = (cx0, cy0, cx0 + cw, cy0 + ch)
-    zoom = CROP_PIXELS / max(cw, ch)
-    img = render_rect(pdf, span.page, rect, zoom)
-    # whole tokens, as the processor's resize would make them (so token cells are known)
+def fit_tokens(img: Image.Image) -> Image.Image:
+    """``img`` resized to whole merged tokens within the reader's budget, as the processor would.
+
+    Doing it here keeps every training image's token grid known (slot labels, copy targets).
+    """
     cols, rows = max(1, round(img.width / TOKEN_PX)), max(1, round(img.height / TOKEN_PX))
-    if cols * rows > MAX_TOKENS_PER_IMAGE:  # the processor's budget would shrink it: do it here
+    if cols * rows > MAX_TOKENS_PER_IMAGE:
         s = math.sqrt(MAX_TOKENS_PER_IMAGE / (cols * rows))
         cols, rows = max(1, math.floor(cols * s)), max(1, math.floor(rows * s))
-    return img.resize((cols * TOKEN_PX, rows * TOKEN_PX)), rect
+    return img.resize((cols * TOKEN_PX, rows * TOKEN_PX))
+
+
+def egg_like_rect(
+    rng: random.Random, doc: SynthDocument, span: TextSpan
+) -> tuple[float, float, float, float]:
+    """A crop rectangle (points) like the ones EGG cuts around ``span``.
+
+    EGG's regions are unions of page-view token cells (about 40 pt here) around where the entropy
+    gradient is large; the crop is the region padded and grown to the reader's minimum side by
+    :func:`egr_core.imaging.crop_box` with the reader's knobs. Regions here are the cells under the
+    value, grown by 0-1 cells per side (first round), or the value's box with a small margin (the
+    tighter regions of later rounds).
+    """
+    from egr_core.imaging import crop_box
+    from egr_core.types import Box
+
+    from . import READER_EGG_KNOBS as K
+
+    w, h = doc.page_sizes_pt[span.page]
+    x0, y0, x1, y1 = span.box_pt
+    if rng.random() < 0.7:
+        cw, ch = w / PAGE_GRID[0], h / PAGE_GRID[1]
+        gx0 = (math.floor(x0 / cw) - (rng.random() < 0.4)) * cw
+        gx1 = (math.ceil(x1 / cw) + (rng.random() < 0.4)) * cw
+        gy0 = (math.floor(y0 / ch) - (rng.random() < 0.25)) * ch
+        gy1 = (math.ceil(y1 / ch) + (rng.random() < 0.25)) * ch
+    else:
+        m = rng.uniform(0.0, 12.0)
+        gx0, gx1, gy0, gy1 = x0 - m, x1 + m, y0 - m / 2, y1 + m / 2
+    region = Box(max(gx0 / w, 0.0), max(gy0 / h, 0.0), min(gx1 / w, 1.0), min(gy1 / h, 1.0))
+    box = crop_box(region, pad=K["crop_pad"], min_side=K["min_crop"], page_aspect=w / h)
+    return (box.x0 * w, box.y0 * h, box.x1 * w, box.y1 * h)
+
+
+def render_crop(
+    doc: SynthDocument, pdf: Any, page: int, rect: tuple[float, float, float, float]
+) -> Image.Image:
+    """``rect`` rendered with its long side at the reader's crop size, in whole tokens."""
+    zoom = CROP_PIXELS / max(rect[2] - rect[0], rect[3] - rect[1])
+    return fit_tokens(render_rect(pdf, page, rect, zoom))
+
+
+#: Label of a slot that shows no character centre but part of one (not supervised).
+IGNORE = "\x00"
+
+
+def slot_labels(
+    doc: SynthDocument, page: int, rect: tuple[float, float, float, float], image: Image.Image
+) -> str:
+    """What each half-token column shows: ``2 * rows * cols`` characters, row-major.
+
+    A merged token is 2x2 patches; its left and right patch columns are its two *slots*. A slot's
+    label is the Courier character whose centre lies in it (on the token row holding the text
+    line's centre), a space where no text is drawn, and :data:`IGNORE` elsewhere (other rows of a
+    line, glyph parts without a centre, non-monospace text).
+    """
+    cols, rows = image.width // TOKEN_PX, image.height // TOKEN_PX
+    half = TOKEN_PX // 2
+    sx, sy = image.width / (rect[2] - rect[0]), image.height / (rect[3] - rect[1])
+    grid = [[" "] * (2 * cols) for _ in range(rows)]
+    inside = [
+        s for s in doc.spans
+        if s.page == page and s.box_pt[2] > rect[0] and s.box_pt[0] < rect[2]
+        and s.box_pt[3] > rect[1] and s.box_pt[1] < rect[3]
+    ]  # fmt: skip
+    for s in inside:  # everything under any text: not supervised unless labelled below
+        r0, r1 = (s.box_pt[1] - rect[1]) * sy / TOKEN_PX, (s.box_pt[3] - rect[1]) * sy / TOKEN_PX
+        c0, c1 = (s.box_pt[0] - rect[0]) * sx / half, (s.box_pt[2] - rect[0]) * sx / half
+        for r in range(max(0, math.floor(r0)), min(rows, math.ceil(r1))):
+            for c in range(max(0, math.floor(c0)), min(2 * cols, math.ceil(c1))):
+                grid[r][c] = IGNORE
+    for s in inside:
+        if not s.monospace:
+            continue
+        row = math.floor(((s.box_pt[1] + s.box_pt[3]) / 2 - rect[1]) * sy / TOKEN_PX)
+        if not 0 <= row < rows:
+            continue
+        pitch = 0.6 * s.size_pt
+        for k, ch in enumerate(s.text):
+            c = math.floor((s.box_pt[0] + (k + 0.5) * pitch - rect[0]) * sx / half)
+            if 0 <= c < 2 * cols:
+                grid[row][c] = ch
+    return "".join("".join(r) for r in grid)
 
 
 def char_cells(
     span: TextSpan, rect: tuple[float, float, float, float], image: Image.Image
 ) -> tuple[int, ...] | None:
-    """Merged-token index of each character of ``span`` in ``image`` (a render of ``rect``).
+    """Merged-token index of each character centre of ``span`` in ``image`` (a render of ``rect``).
 
-    None unless every character centre falls in its own token inside the image.
+    None unless every character centre falls inside the image. Two characters may share a token
+    when the pitch is under a token.
     """
     cols, rows = image.width // TOKEN_PX, image.height // TOKEN_PX
     sx, sy = image.width / (rect[2] - rect[0]), image.height / (rect[3] - rect[1])
     pitch = 0.6 * span.size_pt
     yc = (span.box_pt[1] + span.box_pt[3]) / 2
-    row = int((yc - rect[1]) * sy // TOKEN_PX)
+    row = math.floor((yc - rect[1]) * sy / TOKEN_PX)
     out = []
     for k in range(len(span.text)):
-        col = int((span.box_pt[0] + (k + 0.5) * pitch - rect[0]) * sx // TOKEN_PX)
+        col = math.floor((span.box_pt[0] + (k + 0.5) * pitch - rect[0]) * sx / TOKEN_PX)
         if not (0 <= col < cols and 0 <= row < rows):
             return None
         out.append(row * cols + col)
-    return tuple(out) if len(set(out)) == len(out) else None
+    return tuple(out)
 
 
 # ------------------------------------------------------------------------------- tasks
 def _mono_spans(doc: SynthDocument) -> list[TextSpan]:
     return [s for s in doc.spans if s.monospace and 1 <= len(s.text) <= 26]
+
+
+def _cells(image_index: int, cells: tuple[int, ...] | None) -> tuple[tuple[int, int], ...] | None:
+    return tuple((image_index, c) for c in cells) if cells else None
 
 
 def transcribe_example(
@@ -177,65 +254,59 @@ def transcribe_example(
     n_cols = math.ceil((x1 - x0) / tok + rng.uniform(0.1, 1.5))
     n_rows = max(1, math.ceil((y1 - y0) / tok + rng.uniform(0.05, 0.9)))
     cw, ch = n_cols * tok, n_rows * tok
-    char_row = None
     if is_aligned:
         margin = rng.randint(0, 2)
         n_cols = len(span.text) + margin
         cw = n_cols * tok
-        lead = rng.randint(0, margin)
-        cx0 = x0 - lead * tok
+        cx0 = x0 - rng.randint(0, margin) * tok
     else:
         cx0 = x0 - rng.uniform(0.0, max(cw - (x1 - x0), 0.0))
     cy0 = y0 - rng.uniform(0.0, max(ch - (y1 - y0), 0.0))
-    if is_aligned:
-        row = min(int(((y0 + y1) / 2 - cy0) / tok), n_rows - 1)  # the row holding the glyphs
-        char_row = (row, " " * lead + span.text + " " * (n_cols - lead - len(span.text)))
     rect = (cx0, cy0, cx0 + cw, cy0 + ch)
     img = render_rect(pdf, span.page, rect, zoom)
     img = img.resize((n_cols * TOKEN_PX, n_rows * TOKEN_PX))  # exact multiples: no resize later
-    cells = None if is_aligned else char_cells(span, rect, img)
     return Example(
-        (img,), TRANSCRIBE_PROMPT, span.text, "transcribe", char_row=char_row,
-        char_cells=tuple((0, c) for c in cells) if cells else None,
+        (img,), TRANSCRIBE_PROMPT, span.text, "transcribe",
+        slots=(slot_labels(doc, span.page, rect, img),),
+        cells=_cells(0, char_cells(span, rect, img)),
     )  # fmt: skip
 
 
-def _crop_size(rng: random.Random, lo: float, hi: float) -> float:
-    return math.exp(rng.uniform(math.log(lo), math.log(hi)))
-
-
-def crop_qa_example(
-    rng: random.Random, doc: SynthDocument, pdf: Any, size_pt: tuple[float, float]
-) -> Example:
+def crop_qa_example(rng: random.Random, doc: SynthDocument, pdf: Any) -> Example:
     """A field's question on an EGG-like crop around its value."""
     f = rng.choice(doc.fields)
-    img, rect = egg_like_crop(rng, doc, pdf, f.span, _crop_size(rng, *size_pt))
-    cells = char_cells(f.span, rect, img)
+    rect = egg_like_rect(rng, doc, f.span)
+    img = render_crop(doc, pdf, f.page, rect)
     return Example(
         (img,), f.question, f.answer, "crop_qa",
-        char_cells=tuple((0, c) for c in cells) if cells else None,
+        slots=(slot_labels(doc, f.page, rect, img),),
+        cells=_cells(0, char_cells(f.span, rect, img)),
     )  # fmt: skip
 
 
-def page_crops_qa_example(
-    rng: random.Random, doc: SynthDocument, pdf: Any, size_pt: tuple[float, float]
-) -> Example:
+def page_crops_qa_example(rng: random.Random, doc: SynthDocument, pdf: Any) -> Example:
     """``[page view, crops...]``: the answer crop among 0-2 distractors (10%: it is missing)."""
     f = rng.choice(doc.fields)
     same_page = [g for g in doc.fields if g.page == f.page and g is not f]
     others: list[SynthField] = rng.sample(same_page, k=min(len(same_page), rng.randint(0, 2)))
-    crops: list[tuple[Image.Image, Any, Any]] = []
+    crops: list[tuple[Image.Image, Any, Any, str]] = []
     if rng.random() < 0.9 or not others:
-        img, rect = egg_like_crop(rng, doc, pdf, f.span, _crop_size(rng, *size_pt))
-        crops.append((img, _relative(f.span.box_pt, rect), char_cells(f.span, rect, img)))
+        rect = egg_like_rect(rng, doc, f.span)
+        img = render_crop(doc, pdf, f.page, rect)
+        crops.append(
+            (img, _relative(f.span.box_pt, rect), char_cells(f.span, rect, img),
+             slot_labels(doc, f.page, rect, img))
+        )  # fmt: skip
     for g in others:
-        img = egg_like_crop(rng, doc, pdf, g.span, _crop_size(rng, *size_pt))[0]
-        crops.append((img, None, None))
+        rect = egg_like_rect(rng, doc, g.span)
+        img = render_crop(doc, pdf, g.page, rect)
+        crops.append((img, None, None, slot_labels(doc, g.page, rect, img)))
     rng.shuffle(crops)
-    focus = next(((i + 1, b) for i, (_, b, _) in enumerate(crops) if b is not None), None)
-    cells = next((tuple((i + 1, c) for c in cc) for i, (_, _, cc) in enumerate(crops) if cc), None)
-    images = (page_view(pdf, f.page), *(c for c, _, _ in crops))
-    return Example(images, f.question, f.answer, "page_crops_qa", focus, char_cells=cells)
+    focus = next(((i + 1, b) for i, (_, b, _, _) in enumerate(crops) if b is not None), None)
+    cells = next((_cells(i + 1, cc) for i, (_, _, cc, _) in enumerate(crops) if cc), None)
+    images = (page_view(pdf, f.page), *(c[0] for c in crops))
+    slots = (None, *(c[3] for c in crops))
+    return Example(images, f.question, f.answer, "page_crops_qa", focus, slots, cells)
 
 
 def page_qa_example(rng: random.Random, doc: SynthDocument, pdf: Any) -> Example:
@@ -262,28 +333,27 @@ class Phase:
     start: int
     weights: dict[str, float]
     pitch: tuple[float, float]  # transcription px per character
-    crop_pt: tuple[float, float]  # EGG-like crop long side in points
     aligned: float = 0.0  # share of glyph-aligned transcriptions (one character per token)
 
 
 PHASES: tuple[Phase, ...] = (
-    Phase(0, {"transcribe": 0.75, "crop_qa": 0.25}, (24.0, 32.0), (70.0, 110.0)),
-    Phase(150, {"transcribe": 0.5, "crop_qa": 0.5}, (16.0, 34.0), (70.0, 150.0)),
+    Phase(0, {"transcribe": 0.75, "crop_qa": 0.25}, (24.0, 32.0)),
+    Phase(150, {"transcribe": 0.5, "crop_qa": 0.5}, (16.0, 34.0)),
     # the jittered reading had not started by step 400: go back to one glyph per token
-    Phase(400, {"transcribe": 0.75, "crop_qa": 0.25}, (20.0, 34.0), (70.0, 120.0), 0.8),
-    Phase(
-        1800,
-        {"transcribe": 0.6, "crop_qa": 0.3, "page_crops_qa": 0.1},
-        (18.0, 34.0),
-        (70.0, 150.0),
-        0.7,
-    ),
+    Phase(400, {"transcribe": 0.75, "crop_qa": 0.25}, (20.0, 34.0), 0.8),
+    Phase(1800, {"transcribe": 0.6, "crop_qa": 0.3, "page_crops_qa": 0.1}, (18.0, 34.0), 0.7),
+    # reading at every pitch EGG's crops produce, supervised per half-token slot
     Phase(
         2700,
-        {"transcribe": 0.25, "crop_qa": 0.3, "page_crops_qa": 0.25, "page_qa": 0.2},
-        (14.0, 36.0),
-        (70.0, 180.0),
-        0.3,
+        {"transcribe": 0.4, "crop_qa": 0.4, "page_crops_qa": 0.1, "page_qa": 0.1},
+        (16.0, 56.0),
+        0.2,
+    ),
+    Phase(
+        4500,
+        {"transcribe": 0.3, "crop_qa": 0.35, "page_crops_qa": 0.2, "page_qa": 0.15},
+        (16.0, 56.0),
+        0.1,
     ),
 )
 
@@ -318,9 +388,9 @@ def make_example(
     if task == "transcribe":
         return transcribe_example(rng, doc, pdf, phase.pitch, phase.aligned)
     if task == "crop_qa":
-        return crop_qa_example(rng, doc, pdf, phase.crop_pt)
+        return crop_qa_example(rng, doc, pdf)
     if task == "page_crops_qa":
-        return page_crops_qa_example(rng, doc, pdf, phase.crop_pt)
+        return page_crops_qa_example(rng, doc, pdf)
     if task == "page_qa":
         return page_qa_example(rng, doc, pdf)
     raise ValueError(f"unknown task {task!r}")

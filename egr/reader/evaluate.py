@@ -7,13 +7,10 @@ Held-out documents come from :func:`egr_core.synth.generate_corpus` (corpus seed
 Strategies (each returns a :class:`Outcome`):
 
 - ``plain``: the answer over the page view alone (EGG with ``max_rounds=0``);
-- ``egg``: the full EGG loop with its spatial-entropy stop (``EntropyGradientGrounding.ground``);
-- ``fixed``: EGG rounds accepted unconditionally (``n`` rounds, no stop rule);
-- ``confidence``: zoom while the first-answer-token entropy is above ``tau`` nats (cap ``n``);
+- ``egg``: the EGG loop (``EntropyGradientGrounding.ground``) with the model's knobs, or with
+  some replaced: ``stop_rule="fixed"`` (``max_rounds`` rounds accepted unconditionally) or
+  ``stop_rule="confidence"`` (zoom while the first-answer-token entropy is above ``stop_tau``);
 - ``oracle``: the answer over ``[page view, crop of the true answer box]`` (upper bound).
-
-``fixed`` and ``confidence`` reuse the mapping round of the EGG object (``_map``, ``_regions``,
-``_next_crops``, ``_generate``), so they differ from ``egg`` only in the stop rule.
 """
 
 from __future__ import annotations
@@ -26,7 +23,7 @@ from typing import Any
 from PIL import Image
 
 from egr_core.documents import open_pdf
-from egr_core.explain import EntropyGradientGrounding, _Call, frozen
+from egr_core.explain import EntropyGradientGrounding, frozen
 from egr_core.imaging import crop_box
 from egr_core.synth import SynthDocument, generate_corpus
 from egr_core.types import Box, Question
@@ -135,41 +132,17 @@ def run_plain(egg: EntropyGradientGrounding, pages: PageCache, item: Item) -> Ou
     return _outcome(item, ga.answer, None, 0, t0)
 
 
-def run_egg(egg: EntropyGradientGrounding, pages: PageCache, item: Item) -> Outcome:
+def run_egg(egg: EntropyGradientGrounding, pages: PageCache, item: Item, **knobs: Any) -> Outcome:
+    """The EGG loop with ``egg``'s config, or with ``knobs`` replaced (e.g. another stop rule)."""
     t0 = time.perf_counter()
+    if knobs:
+        egg = EntropyGradientGrounding(
+            egg.model, egg.processor, egg.adapter, egg.config.replace(**knobs)
+        )
     q = Question(item.question_id, item.question)
     (ga,) = egg.ground(pages.page(item), [q], crop_fn=pages.crop_fn(item))
     top = ga.evidence[0].box if ga.evidence else None
     return _outcome(item, ga.answer, top, len(ga.rounds), t0)
-
-
-def run_stepwise(
-    egg: EntropyGradientGrounding,
-    pages: PageCache,
-    item: Item,
-    *,
-    max_rounds: int,
-    tau: float | None = None,
-) -> Outcome:
-    """Zoom ``max_rounds`` times unconditionally (``tau`` None), or while entropy > ``tau``."""
-    t0 = time.perf_counter()
-    q = Question(item.question_id, item.question)
-    call = _Call(pages.page(item).convert("RGB"), pages.crop_fn(item))
-    with frozen(egg.model):
-        data = egg._map(call, q, (), 0)
-        top, _ = egg._regions(data.grids, 0)
-        n = 1
-        for rnd in range(1, max_rounds + 1):
-            if not top or (tau is not None and data.entropy <= tau):
-                break
-            new = egg._map(call, q, egg._next_crops(call, top), rnd)
-            new_top, _ = egg._regions(new.grids, rnd)
-            n += 1
-            if not new_top:
-                break
-            data, top = new, new_top
-        answer, _ = egg._generate(data)
-    return _outcome(item, answer, top[0].box if top else None, n, t0)
 
 
 def oracle_box(item: Item, egg: EntropyGradientGrounding, page: Image.Image) -> Box:

@@ -69,7 +69,7 @@ def collate(processor: Any, batch: Sequence[Example], with_targets: bool = True)
             labels[i, -n:] = enc["input_ids"][i, -n:]
             query[i] = enc["input_ids"].shape[1] - n - 1
         enc["labels"] = labels
-        if any(ex.char_row is not None or ex.char_cells for ex in batch):
+        if any(ex.slots for ex in batch):
             enc["char_labels"] = char_labels(processor, batch, enc)
         targets = attention_targets(processor, batch, enc, query)
         if targets is not None:
@@ -85,8 +85,8 @@ def attention_targets(
     Returns ``(rows (P,), queries (P,), keys (P, T) bool, copy (P,) bool)``:
     - focus (``copy`` False): the query predicting the first answer token, the tokens of the
       example's focus box;
-    - copy (``copy`` True): in glyph-aligned transcriptions, the query predicting character ``k``
-      and the one image token that shows character ``k``.
+    - copy (``copy`` True): the query predicting character ``k`` and the image token that holds
+      character ``k``'s centre (``Example.cells``).
     """
     fmask = focus_mask(processor, batch, enc) if any(e.focus for e in batch) else None
     ids = enc["input_ids"]  # (B, T)
@@ -97,26 +97,16 @@ def attention_targets(
         if fmask is not None and ex.focus is not None and bool(fmask[i].any()):
             rows.append(i), qs.append(int(query[i])), keys.append(fmask[i]), copy.append(False)
         pos = (ids[i] == processor.image_token_id).nonzero().squeeze(-1)  # (N_i,)
-        cells: list[int] = []  # per target character: its token's index among pos
-        if ex.char_row is not None:
-            cols = int(enc["image_grid_thw"][g][2]) // merge
-            row, chars = ex.char_row
-            lead = len(chars) - len(chars.lstrip(" "))
-            cells = [row * cols + lead + k for k in range(len(ex.target))]
-        elif ex.char_cells:
-            sizes = [
-                int(gg[1]) // merge * (int(gg[2]) // merge)
-                for gg in enc["image_grid_thw"][g : g + len(ex.images)]
-            ]
-            cells = [sum(sizes[:img]) + c for img, c in ex.char_cells]
-            if any(
-                sizes[img] != (ex.images[img].width // 28) * (ex.images[img].height // 28)
-                for img, _ in ex.char_cells
-            ):
-                cells = []  # the processor resized the crop: its cells are unknown
-        for k, c in enumerate(cells):
+        grids = enc["image_grid_thw"][g : g + len(ex.images)]
+        sizes = [int(gg[1]) // merge * (int(gg[2]) // merge) for gg in grids]
+        whole = [
+            n == (im.width // 28) * (im.height // 28)
+            for n, im in zip(sizes, ex.images, strict=True)
+        ]
+        cells = [] if not ex.cells or not whole[ex.cells[0][0]] else ex.cells
+        for k, (img, c) in enumerate(cells):  # the processor kept the grid: cells are known
             key = torch.zeros(ids.shape[1], dtype=torch.bool)
-            key[pos[c]] = True
+            key[pos[sum(sizes[:img]) + c]] = True
             rows.append(i), qs.append(int(query[i]) + k), keys.append(key), copy.append(True)
         g += len(ex.images)
     if not rows:
@@ -125,24 +115,19 @@ def attention_targets(
 
 
 def char_labels(processor: Any, batch: Sequence[Example], enc: dict[str, Any]) -> torch.Tensor:
-    """(N_merged,) character id under each merged visual token (-100: unknown), batch order."""
+    """(N_merged, 2) character id in each slot of each merged visual token (-100: not known)."""
     merge = int(processor.image_processor.merge_size)
     grids = enc["image_grid_thw"]  # (n_images, 3)
     sizes = [int(g[1]) // merge * (int(g[2]) // merge) for g in grids]
-    out = torch.full((sum(sizes),), -100, dtype=torch.long)
+    out = torch.full((sum(sizes), 2), -100, dtype=torch.long)
+    vocab = processor.tokenizer.get_vocab()
     g = start = 0
     for ex in batch:
         for j in range(len(ex.images)):
-            cols = int(grids[g][2]) // merge
-            if j == 0 and ex.char_row is not None:
-                row, chars = ex.char_row
-                ids = processor.tokenizer.convert_tokens_to_ids(list(chars))
-                a = start + row * cols
-                out[a : a + cols] = torch.tensor(ids[:cols])
-            whole = sizes[g] == (ex.images[j].width // 28) * (ex.images[j].height // 28)
-            for (img, cell), ch in zip(ex.char_cells or (), ex.target, strict=False):
-                if img == j and whole:
-                    out[start + cell] = processor.tokenizer.convert_tokens_to_ids(ch)
+            labels = ex.slots[j] if ex.slots else None
+            if labels is not None and sizes[g] * 2 == len(labels):
+                ids = [vocab.get(ch, -100) for ch in labels]  # IGNORE is not in the vocabulary
+                out[start : start + sizes[g]] = torch.tensor(ids).view(-1, 2)
             start += sizes[g]
             g += 1
     return out
@@ -239,7 +224,8 @@ def loss_of(
     loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), tgt.reshape(-1))
     parts = {"answer": loss.item(), "chars": 0.0, "focus": 0.0, "copy": 0.0}
     if merged:  # per-token character loss on the merged visual features (training only)
-        char_loss = torch.nn.functional.cross_entropy(char_head(merged[0]).float(), chars)
+        slot_logits = char_head(merged[0]).float().view(chars.shape[0] * 2, -1)  # (2N, V)
+        char_loss = torch.nn.functional.cross_entropy(slot_logits, chars.view(-1))
         parts["chars"] = char_loss.item()
         loss = loss + char_loss
     if not captured:
@@ -419,8 +405,8 @@ def train_reader(
     processor = build_processor()
     model = build_model(processor, seed)
     # training-only head: the character under each merged visual token (not saved in model/)
-    char_head = torch.nn.Linear(
-        model.config.text_config.hidden_size, model.config.text_config.vocab_size
+    char_head = torch.nn.Linear(  # two slots (patch columns) per merged token
+        model.config.text_config.hidden_size, 2 * model.config.text_config.vocab_size
     )
     params = [*model.parameters(), *char_head.parameters()]
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.01, betas=(0.9, 0.98))
@@ -430,11 +416,12 @@ def train_reader(
         state = torch.load(state_path, weights_only=False)
         model.load_state_dict(state["model"])
         step = state["step"]
-        if "char_head" in state:
-            char_head.load_state_dict(state["char_head"])
+        head = state.get("char_head", {})
+        if head and head["weight"].shape == char_head.weight.shape:
+            char_head.load_state_dict(head)
             opt.load_state_dict(state["opt"])
-        else:  # a state from before the character head: keep the model, fresh optimiser
-            log.info("state has no char_head: new optimiser")
+        else:  # a state from an earlier character head: keep the model, fresh optimiser
+            log.info("state has no matching char_head: new head and optimiser")
         log.info("resumed from %s at step %d", state_path, step)
     model.train()
     batches = _batch_stream(processor, seed, step, batch_scale)

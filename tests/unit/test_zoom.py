@@ -14,8 +14,11 @@ from egr_core.zoom import RoundOutcome, zoom_loop
 class Script:
     """run_round/next_crops doubles: round i returns SE ses[i] (None = no region)."""
 
-    def __init__(self, ses: Sequence[float | None]) -> None:
+    def __init__(
+        self, ses: Sequence[float | None], entropies: Sequence[float] | None = None
+    ) -> None:
         self.ses = list(ses)
+        self.entropies = list(entropies) if entropies is not None else [math.nan] * len(ses)
         self.calls: list[tuple[int, tuple[Box, ...]]] = []
         self.crop_inputs: list[tuple[Region, ...]] = []
 
@@ -23,16 +26,22 @@ class Script:
         self.calls.append((i, crops))
         se = self.ses[i]
         regs = () if se is None else (Region(Box(0.0, 0.0, 0.5 / (i + 1), 0.5), 1.0, 0, i),)
-        return RoundOutcome(crops, regs, math.inf if se is None else se, f"payload{i}")
+        se_value = math.inf if se is None else se
+        return RoundOutcome(crops, regs, se_value, f"payload{i}", self.entropies[i])
 
     def next_crops(self, top: Sequence[Region]) -> tuple[Box, ...]:
         self.crop_inputs.append(tuple(top))
         return tuple(r.box for r in top)
 
 
-def run(ses: Sequence[float | None], max_rounds: int):
-    s = Script(ses)
-    return s, zoom_loop(s.run_round, s.next_crops, max_rounds)
+def run(
+    ses: Sequence[float | None],
+    max_rounds: int,
+    entropies: Sequence[float] | None = None,
+    **rule: object,
+):
+    s = Script(ses, entropies)
+    return s, zoom_loop(s.run_round, s.next_crops, max_rounds, **rule)
 
 
 def test_increase_stops_and_keeps_previous_crops() -> None:
@@ -81,3 +90,32 @@ def test_infinite_round_zero_entropy_accepts_any_finite_round() -> None:
 def test_zero_rounds_is_rejected() -> None:
     with pytest.raises(ValueError, match="max_rounds"):
         run([1.0], max_rounds=0)
+
+
+def test_fixed_rule_accepts_rounds_whatever_their_spatial_entropy() -> None:
+    s, trail = run([1.0, 2.0, 3.0, 4.0], max_rounds=2, rule="fixed")
+    assert (trail.stop_reason, trail.accepted, len(trail.rounds)) == ("max_rounds", 2, 3)
+    assert s.crop_inputs[1][0].round == 1  # round 2 zooms into round 1's regions
+
+
+def test_fixed_rule_still_stops_when_a_round_finds_nothing() -> None:
+    _, trail = run([1.0, 2.0, None], max_rounds=3, rule="fixed")
+    assert (trail.stop_reason, trail.accepted) == ("no_region", 1)
+
+
+def test_confidence_rule_zooms_while_the_answer_is_uncertain() -> None:
+    # entropy 2.0 on the page, 1.0 after one zoom, 0.2 after two: stop before a third
+    s, trail = run([1.0, 2.0, 3.0, 4.0], 5, [2.0, 1.0, 0.2, 0.1], rule="confidence", tau=0.5)
+    assert (trail.stop_reason, trail.accepted, len(trail.rounds)) == ("confident", 2, 3)
+    assert [i for i, _ in s.calls] == [0, 1, 2]
+
+
+def test_confidence_rule_does_not_zoom_a_confident_page() -> None:
+    s, trail = run([1.0, 0.5], 3, [0.3, 0.1], rule="confidence", tau=0.5)
+    assert (trail.stop_reason, trail.accepted, len(trail.rounds)) == ("confident", 0, 1)
+    assert s.crop_inputs == []
+
+
+def test_unknown_rule_is_named() -> None:
+    with pytest.raises(ValueError, match="unknown stop rule 'sometimes'"):
+        run([1.0, 0.5], max_rounds=2, rule="sometimes")
