@@ -13,7 +13,7 @@ SEVariant = Literal["smoothed", "llava"]
 StopRule = Literal["spatial_entropy", "fixed", "confidence"]
 #: Knobs added after the first release, with the value that reproduces the earlier behaviour: a
 #: config at these values hashes as it did before they existed (stable provenance).
-_HASH_NEUTRAL = {"stop_rule": "spatial_entropy", "stop_tau": 0.5}
+_HASH_NEUTRAL = {"stop_rule": "spatial_entropy", "stop_tau": 0.5, "crop_page_side": None}
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +29,10 @@ class EgrConfig:
         max_rounds: zoom rounds after the page-only round; 0 = plain answer, no grounding.
         max_new_tokens: generation budget for the answer.
         crop_pixels: target pixel budget (long side) a crop is rendered at.
+        crop_page_side: when set, crops are rendered at a fixed scale instead: the resolution at
+            which the whole page's long side would be this many pixels (so text keeps one size in
+            every crop, whatever the region's size), at most ``crop_pixels`` on the long side.
+            For small models trained at one text scale (the reference reader); None = off.
         min_crop: smallest crop side, as a fraction of the page, so a zoom never collapses.
         crop_pad: padding added around a region before cropping, as a fraction of its size.
         stop_rule: when the zoom loop stops: "spatial_entropy" (the paper's rule: stop when the
@@ -45,6 +49,7 @@ class EgrConfig:
     max_rounds: int = 3
     max_new_tokens: int = 32
     crop_pixels: int = 448
+    crop_page_side: int | None = None
     min_crop: float = 0.05
     crop_pad: float = 0.1
     stop_rule: StopRule = "spatial_entropy"
@@ -67,6 +72,8 @@ class EgrConfig:
             raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
         if self.crop_pixels < 28:
             raise ValueError(f"crop_pixels must be >= 28, got {self.crop_pixels}")
+        if self.crop_page_side is not None and self.crop_page_side < 28:
+            raise ValueError(f"crop_page_side must be >= 28 or None, got {self.crop_page_side}")
         if not 0 < self.min_crop <= 1:
             raise ValueError(f"min_crop must be in (0, 1], got {self.min_crop}")
         if not 0 <= self.crop_pad <= 1:

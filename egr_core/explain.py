@@ -31,7 +31,7 @@ from egr_core.adapters import PreparedInputs, VLMAdapter, get_adapter
 from egr_core.adapters.base import ImageCache
 from egr_core.config import EgrConfig
 from egr_core.errors import InputError, TokenLayoutMismatchError
-from egr_core.imaging import CropFn, crop_box, raster_crop_fn
+from egr_core.imaging import CropFn, crop_box, crop_long_side, raster_crop_fn
 from egr_core.relevance import entropy_gradient, frozen
 from egr_core.targets import check_finite, next_token_entropy
 from egr_core.types import Box, GroundedAnswer, Question, Region, RelevanceGrid, Status, ZoomRound
@@ -167,9 +167,10 @@ class EntropyGradientGrounding:
             )
 
     def _crop(self, call: _Call, box: Box) -> Image.Image:
-        key = (*box.as_tuple(), self.config.crop_pixels)
+        long_side = crop_long_side(box, call.page.size, self.config)
+        key = (*box.as_tuple(), long_side)
         if key not in call.crops:
-            img = call.crop_fn(box, self.config.crop_pixels).convert("RGB")
+            img = call.crop_fn(box, long_side).convert("RGB")
             if min(img.size) < self.min_image_side:  # a thin crop: upscale, geometry unchanged
                 s = self.min_image_side / min(img.size)
                 img = img.resize((max(1, round(img.width * s)), max(1, round(img.height * s))))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
+from typing import Any
 
 from PIL import Image
 
@@ -77,6 +78,19 @@ def target_size(box: Box, page_size: tuple[int, int], long_side_px: int) -> tupl
     h = box.height * page_size[1]
     scale = long_side_px / max(w, h)
     return max(1, round(w * scale)), max(1, round(h * scale))
+
+
+def crop_long_side(box: Box, page_size: tuple[int, int], config: Any) -> int:
+    """Long side in pixels to render the crop of ``box`` at (``config``: an ``EgrConfig``).
+
+    ``crop_pixels``, or with ``crop_page_side`` set, the fixed scale at which the page's long side
+    would be ``crop_page_side`` pixels (capped at ``crop_pixels``; at least one 28 px token).
+    """
+    if config.crop_page_side is None:
+        return int(config.crop_pixels)
+    w, h = page_size
+    long_fraction = max(box.width * w, box.height * h) / max(w, h)
+    return max(28, min(int(config.crop_pixels), round(config.crop_page_side * long_fraction)))
 
 
 def raster_crop_fn(page_image: Image.Image) -> CropFn:

@@ -17,8 +17,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-#: EGG knobs matching the reader's training crops (long side 448 px = 16 tokens, crops of at
-#: least 7% of the page side, so that EGG's crops show Courier at 16-56 px per character).
+#: EGG knobs matching the reader's training crops: crops at a fixed scale (a letter page's long
+#: side at 3960 px, i.e. 5 px/pt, so Courier values show at 18-36 px per character), at most
+#: 616 px (22 tokens) on the long side, at least 7% of the page side.
 READER_EGG_KNOBS: dict[str, Any] = {
     "sigma": 1.5,
     "threshold": "fraction",
@@ -26,7 +27,8 @@ READER_EGG_KNOBS: dict[str, Any] = {
     "top_k": 2,
     "max_rounds": 3,
     "max_new_tokens": 24,
-    "crop_pixels": 448,
+    "crop_pixels": 616,
+    "crop_page_side": 3960,
     "min_crop": 0.07,
     "crop_pad": 0.1,
 }

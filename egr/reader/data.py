@@ -34,8 +34,6 @@ from egr_core.synth import KINDS, SynthDocument, SynthField, TextSpan, generate
 from .model import MAX_TOKENS_PER_IMAGE, TOKEN_PX
 
 TRANSCRIBE_PROMPT = "Transcribe:"
-#: Long side (px) of an EGG crop for the reader (``READER_EGG_KNOBS["crop_pixels"]``).
-CROP_PIXELS = 448
 #: Token grid of a US-letter page view at the reader's budget (columns, rows), about 40 pt cells.
 PAGE_GRID = (15, 19)
 #: Pixels rendered per page-view token before the processor downsizes (as the pipeline does).
@@ -154,8 +152,16 @@ def egg_like_rect(
 def render_crop(
     doc: SynthDocument, pdf: Any, page: int, rect: tuple[float, float, float, float]
 ) -> Image.Image:
-    """``rect`` rendered with its long side at the reader's crop size, in whole tokens."""
-    zoom = CROP_PIXELS / max(rect[2] - rect[0], rect[3] - rect[1])
+    """``rect`` rendered as EGG renders the reader's crops, in whole tokens.
+
+    The reader's knobs set ``crop_page_side``: a fixed scale (the page's long side at that many
+    pixels, 5 px/pt on a letter page), with the long side capped at ``crop_pixels``.
+    """
+    from . import READER_EGG_KNOBS as K
+
+    long_pt = max(rect[2] - rect[0], rect[3] - rect[1])
+    zoom = K["crop_page_side"] / max(doc.page_sizes_pt[page])
+    zoom = min(zoom, K["crop_pixels"] / long_pt)
     return fit_tokens(render_rect(pdf, page, rect, zoom))
 
 
@@ -342,17 +348,17 @@ PHASES: tuple[Phase, ...] = (
     # the jittered reading had not started by step 400: go back to one glyph per token
     Phase(400, {"transcribe": 0.75, "crop_qa": 0.25}, (20.0, 34.0), 0.8),
     Phase(1800, {"transcribe": 0.6, "crop_qa": 0.3, "page_crops_qa": 0.1}, (18.0, 34.0), 0.7),
-    # reading at every pitch EGG's crops produce, supervised per half-token slot
+    # reading at the pitches of EGG's fixed-scale crops, supervised per half-token slot
     Phase(
         2700,
         {"transcribe": 0.4, "crop_qa": 0.4, "page_crops_qa": 0.1, "page_qa": 0.1},
-        (16.0, 56.0),
+        (16.0, 40.0),
         0.2,
     ),
     Phase(
         4500,
         {"transcribe": 0.3, "crop_qa": 0.35, "page_crops_qa": 0.2, "page_qa": 0.15},
-        (16.0, 56.0),
+        (16.0, 40.0),
         0.1,
     ),
 )

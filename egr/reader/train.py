@@ -71,6 +71,7 @@ def collate(processor: Any, batch: Sequence[Example], with_targets: bool = True)
         enc["labels"] = labels
         if any(ex.slots for ex in batch):
             enc["char_labels"] = char_labels(processor, batch, enc)
+            enc["lens_labels"] = token_labels(enc["char_labels"], processor.tokenizer)
         targets = attention_targets(processor, batch, enc, query)
         if targets is not None:
             enc["att_targets"] = targets
@@ -133,6 +134,22 @@ def char_labels(processor: Any, batch: Sequence[Example], enc: dict[str, Any]) -
     return out
 
 
+def token_labels(slots: torch.Tensor, tokenizer: Any) -> torch.Tensor:
+    """(N_merged,) the one character a merged token shows, from its two slot labels.
+
+    A token with a character centre in one slot and blank or a glyph's remainder in the other is
+    labelled with that character; a blank token with a space; anything else is not supervised.
+    """
+    space = tokenizer.convert_tokens_to_ids(" ")
+    a, b = slots[:, 0], slots[:, 1]  # (N,)
+    a_char, b_char = (a >= 0) & (a != space), (b >= 0) & (b != space)
+    out = torch.full_like(a, -100)
+    out[(a == space) & (b == space)] = space
+    out[a_char & ~b_char] = a[a_char & ~b_char]
+    out[b_char & ~a_char] = b[b_char & ~a_char]
+    return out
+
+
 def focus_mask(processor: Any, batch: Sequence[Example], enc: dict[str, Any]) -> torch.Tensor:
     """(B, T) True at the image tokens that cover each example's focus box (at least one)."""
     merge = int(processor.image_processor.merge_size)
@@ -160,6 +177,7 @@ def focus_mask(processor: Any, batch: Sequence[Example], enc: dict[str, Any]) ->
 #: Weight of the focus loss and the decoder layers whose attention it shapes (the last two).
 FOCUS_WEIGHT = 0.3
 COPY_WEIGHT = 0.3
+LENS_WEIGHT = 0.5
 FOCUS_LAYERS = (-2, -1)
 
 
@@ -180,6 +198,7 @@ def loss_of(
     labels = enc.pop("labels")
     targets = enc.pop("att_targets", None)
     chars = enc.pop("char_labels", None)
+    lens_labels = enc.pop("lens_labels", None)
     captured: list[torch.Tensor] = []
     merged: list[torch.Tensor] = []
     handles = []
@@ -222,7 +241,14 @@ def loss_of(
     logits = out.logits[:, :-1].float()  # (B, T-1, V)
     tgt = labels[:, 1:]  # (B, T-1)
     loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), tgt.reshape(-1))
-    parts = {"answer": loss.item(), "chars": 0.0, "focus": 0.0, "copy": 0.0}
+    parts = {"answer": loss.item(), "chars": 0.0, "lens": 0.0, "focus": 0.0, "copy": 0.0}
+    if lens_labels is not None and (lens_labels >= 0).any():
+        # the language model's own output at each image token names the character it shows,
+        # so that copying a character is moving a vector the output head already reads
+        image = enc["input_ids"] == model.config.image_token_id  # (B, T)
+        lens = torch.nn.functional.cross_entropy(out.logits[image].float(), lens_labels)
+        parts["lens"] = lens.item()
+        loss = loss + LENS_WEIGHT * lens
     if merged:  # per-token character loss on the merged visual features (training only)
         slot_logits = char_head(merged[0]).float().view(chars.shape[0] * 2, -1)  # (2N, V)
         char_loss = torch.nn.functional.cross_entropy(slot_logits, chars.view(-1))
@@ -449,9 +475,9 @@ def train_reader(
             dt = time.monotonic() - t0
             log.info(
                 "step %d task %s loss %.4f (mean %.4f) answer %.3f chars %.3f focus %.3f copy %.3f "
-                "%.1f ex/s",
+                "lens %.3f %.1f ex/s",
                 step, task, loss.item(), run_loss / log_every, parts["answer"], parts["chars"],
-                parts["focus"], parts["copy"], n_ex / dt,
+                parts["focus"], parts["copy"], parts["lens"], n_ex / dt,
             )  # fmt: skip
             t0, n_ex, run_loss = time.monotonic(), 0, 0.0
         if step % ckpt_every == 0:

@@ -189,6 +189,12 @@ class RunPlan:
         return self.plan.todo
 
 
+#: Statuses a re-run retries: a generic failure, the sandbox's resource limits (the next run may
+#: grant more time or memory, or run on a quieter machine) and I/O errors. Statuses of the
+#: document itself (corrupt, encrypted, empty, too_large, ...) stay done: retrying cannot help.
+RETRY_STATUSES = ("failed", "timeout", "out_of_memory", "crashed", "io_error")
+
+
 def plan_run(
     source: str,
     questions_file: str,
@@ -201,14 +207,14 @@ def plan_run(
 ) -> RunPlan:
     """Resolve the config (adapter defaults + overrides), read the questions, and plan the work.
 
-    Items already committed under ``out`` count as done, except those whose status was a
-    generic ``failed`` (retried on the next run).
+    Items already committed under ``out`` count as done, except those whose status may pass on
+    a second try (:data:`RETRY_STATUSES`: retried on the next run, e.g. with larger limits).
     """
     config = resolve_config(model_id, base, **(overrides or {}))
     ctx = RunContext(run_id or new_run_id(), model_id, config.config_hash(), __version__)
     questions = load_questions(questions_file, storage_options)
     out_fs = filesystem(out, storage_options) if "://" in out else None
-    done = store_done_keys(out, fs=out_fs, exclude_status=("failed",))
+    done = store_done_keys(out, fs=out_fs, exclude_status=RETRY_STATUSES)
     plan = plan_work(
         source, questions, model_id, ctx.config_hash or "", done, workspace_dir(out),
         storage_options,

@@ -76,11 +76,15 @@ def test_run_writes_tables_bad_documents_are_rows_rerun_skips_and_gate_fails(
     # One sandbox worker rendered the 4 documents in turn: 1 spawn, +1 after the hang's kill.
     assert 1 <= pool.spawned <= 2
 
+    # A re-run skips what is done, and retries only what a second try may fix: the timed-out
+    # document (it hangs again); the corrupt one stays done.
     again = run_corpus_qa(_params(corpus, out, tiny_model))
-    assert again.n_items == 0 and again.n_skipped == 8
+    assert again.n_items == 2 and again.n_skipped == 6 and again.n_failed == 2
     answers2 = store.read("answers").to_pylist()
-    assert len(answers2) == len(answers)
-    assert max(Counter(r["work_key"] for r in answers2).values()) == 1
+    assert len(answers2) == len(answers) + 2
+    retried = [r for r in answers2 if r["run_id"] == again.run_id]
+    assert {(r["doc_id"], r["status"]) for r in retried} == {(hang["doc_id"], "timeout")}
+    assert max(Counter((r["run_id"], r["work_key"]) for r in answers2).values()) == 1
     assert models.LOAD_COUNT == 1
 
     # The plain baseline has its own config hash (new work keys); with max_failure_rate 0.2 the
@@ -97,4 +101,4 @@ def test_run_writes_tables_bad_documents_are_rows_rerun_skips_and_gate_fails(
     run = store.run_rows()[plain.run_id]
     assert run["status"] == "failed" and "max_failure_rate" in run["error"]
     assert models.LOAD_COUNT == 1
-    assert pool.spawned <= 4  # 8 documents rendered across the two runs
+    assert pool.spawned <= 6  # 9 documents rendered across the three runs, 2 hangs killed

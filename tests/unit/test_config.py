@@ -23,7 +23,8 @@ def test_knobs_added_later_leave_the_hash_of_old_configs_alone() -> None:
     import json
 
     cfg = EgrConfig(sigma=2.5, threshold="fraction")
-    first_release = {k: v for k, v in cfg.to_dict().items() if k not in ("stop_rule", "stop_tau")}
+    later = ("stop_rule", "stop_tau", "crop_page_side")
+    first_release = {k: v for k, v in cfg.to_dict().items() if k not in later}
     blob = json.dumps(first_release, sort_keys=True, separators=(",", ":"))
     assert cfg.config_hash() == hashlib.sha256(blob.encode()).hexdigest()[:16]
 
@@ -35,3 +36,18 @@ def test_knobs_added_later_leave_the_hash_of_old_configs_alone() -> None:
 def test_bad_stop_knobs_are_named(knobs: dict[str, object], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         EgrConfig(**knobs)  # type: ignore[arg-type]
+
+
+def test_fixed_scale_crops_keep_text_one_size_whatever_the_region() -> None:
+    from egr_core.imaging import crop_long_side
+    from egr_core.types import Box
+
+    page = (850, 1100)  # portrait, long side = height
+    cfg = EgrConfig(crop_pixels=616, crop_page_side=3960)
+    small, large = Box(0.1, 0.1, 0.2, 0.15), Box(0.1, 0.1, 0.3, 0.2)  # large = 2x small
+    a, b = crop_long_side(small, page, cfg), crop_long_side(large, page, cfg)
+    assert b == 2 * a or abs(b - 2 * a) <= 1  # pixels per page unit are the same
+    assert a == round(3960 * 0.1 * 850 / 1100)  # the long side of this box is its width
+    assert crop_long_side(Box(0.0, 0.0, 1.0, 1.0), page, cfg) == 616  # capped by crop_pixels
+    assert crop_long_side(Box(0.0, 0.0, 0.001, 0.001), page, cfg) == 28  # one token at least
+    assert crop_long_side(large, page, EgrConfig(crop_pixels=616)) == 616  # off: fixed size
