@@ -155,7 +155,7 @@ def test_egg_like_crops_hold_the_value_and_follow_the_reader_knobs():
         doc, pdf = pool.get(i % 12)
         f = rng.choice(doc.fields)
         rect = egg_like_rect(rng, doc, f.span)
-        w, h = doc.page_sizes_pt[f.page]
+        w = doc.page_sizes_pt[f.page][0]
         x0, y0, x1, y1 = f.span.box_pt
         assert rect[0] <= x0 and rect[1] <= y0 and rect[2] >= x1 and rect[3] >= y1
         assert rect[2] - rect[0] >= READER_EGG_KNOBS["min_crop"] * w - 1e-6
