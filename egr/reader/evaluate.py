@@ -114,6 +114,18 @@ def box_holds(outer: Box, inner: Box, min_fraction: float = 0.9) -> bool:
     return area > 0 and w * h >= min_fraction * area
 
 
+def char_accuracy(answer: str, truth: str) -> float:
+    """1 - (Levenshtein distance / length of ``truth``), floored at 0: near misses score high."""
+    a, t = normalise(answer), normalise(truth)
+    prev = list(range(len(t) + 1))
+    for i, ca in enumerate(a, 1):
+        cur = [i]
+        for j, ct in enumerate(t, 1):
+            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (ca != ct)))
+        prev = cur
+    return max(0.0, 1.0 - prev[-1] / max(len(t), 1))
+
+
 def normalise(text: str) -> str:
     return text.strip()
 
