@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING
 
 from PIL import Image
 
 from egr_core.types import Box
+
+if TYPE_CHECKING:
+    from egr_core.config import EgrConfig
 
 #: Given a normalised page box and a target long-side size in pixels, return the crop image.
 CropFn = Callable[[Box, int], Image.Image]
@@ -80,8 +83,8 @@ def target_size(box: Box, page_size: tuple[int, int], long_side_px: int) -> tupl
     return max(1, round(w * scale)), max(1, round(h * scale))
 
 
-def crop_long_side(box: Box, page_size: tuple[int, int], config: Any) -> int:
-    """Long side in pixels to render the crop of ``box`` at (``config``: an ``EgrConfig``).
+def crop_long_side(box: Box, page_size: tuple[int, int], config: EgrConfig) -> int:
+    """Long side in pixels to render the crop of ``box`` (normalised) of a ``page_size`` page.
 
     ``crop_pixels``, or with ``crop_page_side`` set, the fixed scale at which the page's long side
     would be ``crop_page_side`` pixels (capped at ``crop_pixels``; at least one 28 px token).

@@ -3,14 +3,18 @@
 An :class:`Example` is what the reader sees in one chat turn: images (the page view first, then
 crops, or one crop alone), a prompt and the target text. Four tasks:
 
-- ``transcribe``: one line of Courier text (a value, a label or a table cell) cut at a zoom where
-  one character is 0.5-1.3 merged tokens wide; prompt ``"Transcribe:"``, target the text.
-- ``crop_qa``: a crop like the ones EGG cuts around a field (the value, some of its surroundings),
-  rendered at the EGG crop size; prompt the field's question, target its answer.
+- ``transcribe``: one line of Courier text (a value, a label or a table cell) cut at a zoom of
+  the phase's pitch range (pixels per character); prompt ``"Transcribe:"``, target the text.
+- ``crop_qa``: a crop like the ones EGG cuts around a field (:func:`egg_like_rect`), rendered at
+  the reader's fixed crop scale (:func:`render_crop`); prompt the field's question, target its
+  answer.
 - ``page_crops_qa``: ``[page view, crops...]`` + question: the answer crop among distractor crops
   (or, sometimes, missing), which is exactly what EGG's answer step feeds the model.
-- ``page_qa``: ``[page view]`` + question: small print cannot be read here, so the model learns
-  its prior (and to be unsure) on the page alone.
+- ``page_qa``: ``[page view]`` + question: values cannot be read here, so the model learns its
+  prior (and to be unsure) on the page alone.
+
+Every crop carries its per-slot character labels (:func:`slot_labels`) and, when the answer is in
+it, the token of each answer character (:func:`char_cells`), for the training-only losses.
 
 Everything is a pure function of the seeds: document ``i`` of a stream is
 ``generate(kind, train_doc_seed(seed, i))``, and training seeds live in their own hash namespace,

@@ -184,16 +184,22 @@ FOCUS_LAYERS = (-2, -1)
 def loss_of(
     model: Any, enc: dict[str, Any], char_head: torch.nn.Module | None = None
 ) -> tuple[torch.Tensor, dict[str, float]]:
-    """Cross-entropy on the answer span (+ the focus loss when the batch has focus boxes).
+    """Cross-entropy on the answer span, plus the training-only losses the batch has labels for.
 
-    The focus loss (training only; the checkpoint stays a stock model) is
-    ``-log(attention mass on the focus tokens)`` of the query at the position that predicts the
-    first answer token, averaged over the heads of the last decoder layers. It teaches the reader
-    to look where the answer is drawn, which is where EGG's entropy gradient should point.
+    All of them leave the checkpoint a stock model (see ``docs/reader.md``):
+
+    - ``chars``: a linear head on the merged visual features names the character in each of a
+      token's two slots (its patch columns; ``char_labels``);
+    - ``lens``: the model's own output at each image token names the character it shows
+      (``lens_labels``), so copying is moving a vector ``lm_head`` already reads;
+    - ``copy``: some head of the last decoder layers, at the position writing character k, looks
+      at the token holding character k's centre;
+    - ``focus``: ``-log(attention mass on the focus tokens)`` of the query predicting the first
+      answer token, averaged over the heads of the last decoder layers: the reader looks where the
+      answer is drawn, which is where EGG's entropy gradient should point.
 
     Returns:
-        The loss to minimise and its parts: ``answer`` (cross-entropy), ``chars`` (per-token
-        character loss), ``focus`` (0.0 when absent).
+        The loss to minimise and its parts (each 0.0 when absent from the batch).
     """
     labels = enc.pop("labels")
     targets = enc.pop("att_targets", None)
