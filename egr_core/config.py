@@ -13,7 +13,9 @@ SEVariant = Literal["smoothed", "llava"]
 StopRule = Literal["spatial_entropy", "fixed", "confidence"]
 #: Knobs added after the first release, with the value that reproduces the earlier behaviour: a
 #: config at these values hashes as it did before they existed (stable provenance).
-_HASH_NEUTRAL = {"stop_rule": "spatial_entropy", "stop_tau": 0.5, "crop_page_side": None}
+_HASH_NEUTRAL = {
+    "stop_rule": "spatial_entropy", "stop_tau": 0.5, "crop_page_side": None, "min_rounds": 0,
+}  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +41,9 @@ class EgrConfig:
             spatial entropy stops decreasing), "fixed" (always ``max_rounds`` rounds while regions
             are found) or "confidence" (zoom while the first-answer-token entropy > ``stop_tau``).
         stop_tau: the "confidence" rule's threshold, in nats.
+        min_rounds: zoom rounds accepted before the stop rule applies, at most ``max_rounds`` (0 =
+            the paper's loop, which may answer from the page alone when the first zoom does not
+            lower the spatial entropy).
     """
 
     sigma: float = 1.5
@@ -54,6 +59,7 @@ class EgrConfig:
     crop_pad: float = 0.1
     stop_rule: StopRule = "spatial_entropy"
     stop_tau: float = 0.5
+    min_rounds: int = 0
 
     def __post_init__(self) -> None:
         if not self.sigma >= 0:
@@ -83,6 +89,8 @@ class EgrConfig:
                 "stop_rule must be 'spatial_entropy', 'fixed' or 'confidence', "
                 f"got {self.stop_rule!r}"
             )
+        if self.min_rounds < 0:
+            raise ValueError(f"min_rounds must be >= 0, got {self.min_rounds}")
         if not self.stop_tau >= 0:
             raise ValueError(f"stop_tau must be >= 0, got {self.stop_tau}")
 

@@ -320,7 +320,7 @@ class EntropyGradientGrounding:
         cfg = self.config
         trail = zoom_loop(
             run_round, lambda top: self._next_crops(call, top), cfg.max_rounds,
-            rule=cfg.stop_rule, tau=cfg.stop_tau,
+            rule=cfg.stop_rule, tau=cfg.stop_tau, min_rounds=cfg.min_rounds,
         )  # fmt: skip
         final = trail.final
         answer, gen_ms = self._generate(final.payload)

@@ -10,6 +10,9 @@ round finds no region, and after ``max_rounds`` zoom rounds.
 Stop reasons: "no_region" (the last round found nothing; the previous round's crops are kept, none
 if it was round 0), "se_increase", "max_rounds".
 
+``min_rounds`` zoom rounds are accepted before any stop rule applies (when they find a region):
+for a model that cannot read the page view at all, the page-only round is never the answer.
+
 Two other stop rules, for comparison and for models whose spatial entropy is uninformative
 (``rule``): "fixed" accepts every round that finds a region, up to ``max_rounds``; "confidence"
 zooms only while the accepted round's first-answer-token entropy is above ``tau`` nats (stop
@@ -72,6 +75,7 @@ def zoom_loop(
     max_rounds: int,
     rule: str = "spatial_entropy",
     tau: float = 0.5,
+    min_rounds: int = 0,
 ) -> ZoomTrail[P]:
     """Run round 0 on the page, then zoom while the stop rule allows (default: while the spatial
     entropy strictly decreases).
@@ -82,6 +86,7 @@ def zoom_loop(
         max_rounds: zoom rounds after round 0 (>= 1 here; 0 is plain mode, handled by callers).
         rule: "spatial_entropy" (the paper's), "fixed" or "confidence" (see the module text).
         tau: the "confidence" rule's entropy threshold in nats.
+        min_rounds: zoom rounds accepted before the stop rule applies (<= ``max_rounds``).
 
     Returns:
         The trail of rounds, the accepted index and the stop reason.
@@ -95,7 +100,8 @@ def zoom_loop(
         return ZoomTrail(tuple(rounds), 0, STOP_NO_REGION)
     accepted = 0
     for i in range(1, max_rounds + 1):
-        if rule == "confidence" and rounds[accepted].entropy <= tau:
+        free = i <= min_rounds  # the stop rule does not apply yet
+        if rule == "confidence" and not free and rounds[accepted].entropy <= tau:
             return ZoomTrail(tuple(rounds), accepted, STOP_CONFIDENT)
         crops = next_crops(rounds[accepted].regions)
         outcome = run_round(i, crops)
@@ -103,7 +109,7 @@ def zoom_loop(
         if not outcome.regions:
             return ZoomTrail(tuple(rounds), accepted, STOP_NO_REGION)
         worse = outcome.spatial_entropy >= rounds[accepted].spatial_entropy
-        if rule == "spatial_entropy" and worse:
+        if rule == "spatial_entropy" and worse and not free:
             return ZoomTrail(tuple(rounds), accepted, STOP_SE_INCREASE)
         accepted = i
     return ZoomTrail(tuple(rounds), accepted, STOP_MAX_ROUNDS)

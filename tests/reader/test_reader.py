@@ -168,7 +168,8 @@ def test_egg_like_crops_hold_the_value_and_follow_the_reader_knobs():
         assert max(img.size) <= READER_EGG_KNOBS["crop_pixels"] + TOKEN_PX
         assert img.width * img.height <= 288 * TOKEN_PX * TOKEN_PX
         pitches.append(0.6 * f.span.size_pt * img.width / (rect[2] - rect[0]))
-    assert min(pitches) > 14 and max(pitches) < 40, pitches  # fixed scale: 5 px/pt at most
+    # the fixed scale (5 px/pt) caps the pitch at 0.6 * 12 pt * 5; large regions render smaller
+    assert min(pitches) > 10 and max(pitches) <= 36.01, pitches
 
 
 def test_label_span_is_the_answer_and_end_token(processor):

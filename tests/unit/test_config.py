@@ -23,7 +23,7 @@ def test_knobs_added_later_leave_the_hash_of_old_configs_alone() -> None:
     import json
 
     cfg = EgrConfig(sigma=2.5, threshold="fraction")
-    later = ("stop_rule", "stop_tau", "crop_page_side")
+    later = ("stop_rule", "stop_tau", "crop_page_side", "min_rounds")
     first_release = {k: v for k, v in cfg.to_dict().items() if k not in later}
     blob = json.dumps(first_release, sort_keys=True, separators=(",", ":"))
     assert cfg.config_hash() == hashlib.sha256(blob.encode()).hexdigest()[:16]
@@ -31,7 +31,11 @@ def test_knobs_added_later_leave_the_hash_of_old_configs_alone() -> None:
 
 @pytest.mark.parametrize(
     ("knobs", "message"),
-    [({"stop_rule": "never"}, "stop_rule"), ({"stop_tau": -1.0}, "stop_tau")],
+    [
+        ({"stop_rule": "never"}, "stop_rule"),
+        ({"stop_tau": -1.0}, "stop_tau"),
+        ({"min_rounds": -1}, "min_rounds"),
+    ],
 )
 def test_bad_stop_knobs_are_named(knobs: dict[str, object], message: str) -> None:
     with pytest.raises(ValueError, match=message):
@@ -51,3 +55,8 @@ def test_fixed_scale_crops_keep_text_one_size_whatever_the_region() -> None:
     assert crop_long_side(Box(0.0, 0.0, 1.0, 1.0), page, cfg) == 616  # capped by crop_pixels
     assert crop_long_side(Box(0.0, 0.0, 0.001, 0.001), page, cfg) == 28  # one token at least
     assert crop_long_side(large, page, EgrConfig(crop_pixels=616)) == 616  # off: fixed size
+
+
+def test_min_rounds_above_max_rounds_is_a_cap_not_an_error() -> None:
+    # a checkpoint asking for one zoom round must still allow the plain baseline (max_rounds 0)
+    assert EgrConfig(min_rounds=1, max_rounds=0).max_rounds == 0

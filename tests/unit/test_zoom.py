@@ -119,3 +119,15 @@ def test_confidence_rule_does_not_zoom_a_confident_page() -> None:
 def test_unknown_rule_is_named() -> None:
     with pytest.raises(ValueError, match="unknown stop rule 'sometimes'"):
         run([1.0, 0.5], max_rounds=2, rule="sometimes")
+
+
+def test_min_rounds_accepts_the_first_zoom_whatever_its_spatial_entropy() -> None:
+    _, paper = run([1.0, 2.0, 1.5], max_rounds=3)
+    assert (paper.stop_reason, paper.accepted) == ("se_increase", 0)  # the page alone
+    _, trail = run([1.0, 2.0, 1.5, 1.8], max_rounds=3, min_rounds=1)
+    assert (trail.stop_reason, trail.accepted, len(trail.rounds)) == ("se_increase", 2, 4)
+
+
+def test_min_rounds_also_delays_the_confidence_stop() -> None:
+    _, trail = run([1.0, 0.5, 0.4], 3, [0.1, 0.1, 0.1], rule="confidence", min_rounds=1)
+    assert (trail.stop_reason, trail.accepted, len(trail.rounds)) == ("confident", 1, 2)
