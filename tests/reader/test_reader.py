@@ -30,13 +30,13 @@ from egr_core.types import Box
 #: Held-out corpus of the regression test (a corpus seed: never a training seed).
 FLOOR_SEED, FLOOR_DOCS = 777, 4
 QA_DOCS = 2  # the question-answering floor runs the whole EGG loop: a smaller set
-#: Floors a little under what the shipped checkpoint measured on this set (docs/reader.md):
-#: exact match on Courier lines at 20-36 px per character, on the oracle crop alone, on the full
-#: EGG loop, and the top-1 evidence box holding the answer. Set from the measured numbers.
-TRANSCRIBE_FLOOR = 0.0
-CROP_FLOOR = 0.0
-EGG_FLOOR = 0.0
-BOX_FLOOR = 0.0
+#: Floors a little under what the shipped checkpoint (step 9000) measured on this set
+#: (docs/reader.md): exact match on Courier lines at 20-36 px per character (measured 22/32),
+#: exact match on the oracle crop alone (6/10), and the character accuracy of the full EGG loop's
+#: answers (62%; their exact match, 0/10, and top-1 box rate are too low to hold a floor yet).
+TRANSCRIBE_FLOOR = 0.6
+CROP_FLOOR = 0.5
+EGG_CHARS_FLOOR = 0.5
 
 
 @pytest.fixture(scope="module")
@@ -257,7 +257,7 @@ def test_shipped_reader_transcribes_held_out_lines_above_floor(shipped):
 
 def test_shipped_reader_answers_held_out_questions_above_floors(shipped):
     """Accuracy floors (not timings): crop reading and the full EGG loop on held-out documents."""
-    from egr.reader.evaluate import PageCache, run_egg, run_oracle
+    from egr.reader.evaluate import PageCache, char_accuracy, run_egg, run_oracle
 
     _, egg = shipped
     items = held_out_items(QA_DOCS, FLOOR_SEED)
@@ -265,12 +265,9 @@ def test_shipped_reader_answers_held_out_questions_above_floors(shipped):
     crop = [run_oracle(egg, pages, it, with_page=False).correct for it in items]
     grounded = [run_egg(egg, pages, it) for it in items]
     crop_acc = sum(crop) / len(items)
-    egg_acc = sum(o.correct for o in grounded) / len(items)
-    box_acc = sum(
-        o.top_box is not None and box_holds(o.top_box, it.box)
-        for o, it in zip(grounded, items, strict=True)
+    egg_chars = sum(
+        char_accuracy(o.answer, it.answer) for o, it in zip(grounded, items, strict=True)
     ) / len(items)
-    report = f"crop {crop_acc:.1%}, EGG {egg_acc:.1%}, top-1 box {box_acc:.1%} on {len(items)}"
+    report = f"crop {crop_acc:.1%}, EGG characters {egg_chars:.1%} on {len(items)} questions"
     assert crop_acc >= CROP_FLOOR, report
-    assert egg_acc >= EGG_FLOOR, report
-    assert box_acc >= BOX_FLOOR, report
+    assert egg_chars >= EGG_CHARS_FLOOR, report
