@@ -8,6 +8,8 @@ import json
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from egr_core.zoom import STOP_RULES
+
 ThresholdRule = Literal["elbow", "fraction"]
 SEVariant = Literal["smoothed", "llava"]
 StopRule = Literal["spatial_entropy", "fixed", "confidence"]
@@ -84,10 +86,9 @@ class EgrConfig:
             raise ValueError(f"min_crop must be in (0, 1], got {self.min_crop}")
         if not 0 <= self.crop_pad <= 1:
             raise ValueError(f"crop_pad must be in [0, 1], got {self.crop_pad}")
-        if self.stop_rule not in ("spatial_entropy", "fixed", "confidence"):
+        if self.stop_rule not in STOP_RULES:
             raise ValueError(
-                "stop_rule must be 'spatial_entropy', 'fixed' or 'confidence', "
-                f"got {self.stop_rule!r}"
+                f"stop_rule must be one of {', '.join(STOP_RULES)}, got {self.stop_rule!r}"
             )
         if self.min_rounds < 0:
             raise ValueError(f"min_rounds must be >= 0, got {self.min_rounds}")

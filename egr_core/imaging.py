@@ -83,7 +83,7 @@ def target_size(box: Box, page_size: tuple[int, int], long_side_px: int) -> tupl
     return max(1, round(w * scale)), max(1, round(h * scale))
 
 
-def crop_long_side(box: Box, page_size: tuple[int, int], config: EgrConfig) -> int:
+def crop_long_side(box: Box, page_size: tuple[float, float], config: EgrConfig) -> int:
     """Long side in pixels to render the crop of ``box`` (normalised) of a ``page_size`` page.
 
     ``crop_pixels``, or with ``crop_page_side`` set, the fixed scale at which the page's long side

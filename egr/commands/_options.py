@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Annotated
+
+import typer
 
 
 class StopRuleOption(StrEnum):
@@ -11,3 +14,14 @@ class StopRuleOption(StrEnum):
     spatial_entropy = "spatial_entropy"
     fixed = "fixed"
     confidence = "confidence"
+
+
+#: ``--stop-rule`` and ``--stop-tau``, as ``egr run`` and ``egr ask`` take them.
+StopRuleArg = Annotated[
+    StopRuleOption | None,
+    typer.Option("--stop-rule", help="When zooming stops (default: the model's, spatial_entropy)."),
+]
+StopTauArg = Annotated[
+    float | None,
+    typer.Option("--stop-tau", help="Entropy threshold (nats) of --stop-rule confidence.", min=0),
+]

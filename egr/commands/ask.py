@@ -14,7 +14,7 @@ from typing import Annotated, Any
 
 import typer
 
-from egr.commands._options import StopRuleOption
+from egr.commands._options import StopRuleArg, StopTauArg
 from egr.commands.query import fail
 
 
@@ -160,14 +160,8 @@ def command(
     max_rounds: Annotated[
         int | None, typer.Option("--max-rounds", help="Zoom rounds (0 = plain answer).")
     ] = None,
-    stop_rule: Annotated[
-        StopRuleOption | None,
-        typer.Option("--stop-rule", help="When zooming stops (default: spatial_entropy)."),
-    ] = None,
-    stop_tau: Annotated[
-        float | None,
-        typer.Option("--stop-tau", help="Entropy threshold (nats) of --stop-rule confidence."),
-    ] = None,
+    stop_rule: StopRuleArg = None,
+    stop_tau: StopTauArg = None,
     as_json: Annotated[bool, typer.Option("--json", help="Emit one JSON object.")] = False,
 ) -> None:
     """Answer QUESTION about PDF: ranked evidence boxes, every zoom round, the stop reason."""

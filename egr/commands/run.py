@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from egr.commands._options import StopRuleOption
+from egr.commands._options import StopRuleArg, StopTauArg
 from egr.commands._prefect_env import prefect_defaults
 from egr.commands.query import fail
 
@@ -83,13 +83,8 @@ def command(
         int | None, typer.Option(help="Zoom rounds; 0 = plain answer (baseline).", min=0)
     ] = None,
     top_k: Annotated[int | None, typer.Option(help="Evidence regions per round.", min=1)] = None,
-    stop_rule: Annotated[
-        StopRuleOption | None,
-        typer.Option(help="When zooming stops (default: the model's, spatial_entropy)."),
-    ] = None,
-    stop_tau: Annotated[
-        float | None, typer.Option(help="Entropy threshold of --stop-rule confidence.", min=0)
-    ] = None,
+    stop_rule: StopRuleArg = None,
+    stop_tau: StopTauArg = None,
     max_pages: Annotated[
         int | None, typer.Option(help="Pages processed per document (longer ones are cut).")
     ] = None,

@@ -33,8 +33,12 @@ from typing import Any
 import pymupdf
 from PIL import Image
 
+from egr_core.config import EgrConfig
+from egr_core.imaging import crop_box, crop_long_side
 from egr_core.synth import KINDS, SynthDocument, SynthField, TextSpan, generate
+from egr_core.types import Box
 
+from . import READER_EGG_KNOBS as KNOBS
 from .model import MAX_TOKENS_PER_IMAGE, TOKEN_PX
 
 TRANSCRIBE_PROMPT = "Transcribe:"
@@ -132,11 +136,6 @@ def egg_like_rect(
     value, grown by 0-1 cells per side (first round), or the value's box with a small margin (the
     tighter regions of later rounds).
     """
-    from egr_core.imaging import crop_box
-    from egr_core.types import Box
-
-    from . import READER_EGG_KNOBS as K
-
     w, h = doc.page_sizes_pt[span.page]
     x0, y0, x1, y1 = span.box_pt
     if rng.random() < 0.7:
@@ -149,7 +148,7 @@ def egg_like_rect(
         m = rng.uniform(0.0, 12.0)
         gx0, gx1, gy0, gy1 = x0 - m, x1 + m, y0 - m / 2, y1 + m / 2
     region = Box(max(gx0 / w, 0.0), max(gy0 / h, 0.0), min(gx1 / w, 1.0), min(gy1 / h, 1.0))
-    box = crop_box(region, pad=K["crop_pad"], min_side=K["min_crop"], page_aspect=w / h)
+    box = crop_box(region, pad=KNOBS["crop_pad"], min_side=KNOBS["min_crop"], page_aspect=w / h)
     return (box.x0 * w, box.y0 * h, box.x1 * w, box.y1 * h)
 
 
@@ -158,14 +157,14 @@ def render_crop(
 ) -> Image.Image:
     """``rect`` rendered as EGG renders the reader's crops, in whole tokens.
 
-    The reader's knobs set ``crop_page_side``: a fixed scale (the page's long side at that many
-    pixels, 5 px/pt on a letter page), with the long side capped at ``crop_pixels``.
+    The long side comes from EGG's own rule (:func:`egr_core.imaging.crop_long_side`) with the
+    reader's knobs: a fixed scale (``crop_page_side``: 5 px/pt on a letter page), capped at
+    ``crop_pixels``.
     """
-    from . import READER_EGG_KNOBS as K
-
-    long_pt = max(rect[2] - rect[0], rect[3] - rect[1])
-    zoom = K["crop_page_side"] / max(doc.page_sizes_pt[page])
-    zoom = min(zoom, K["crop_pixels"] / long_pt)
+    w, h = doc.page_sizes_pt[page]
+    box = Box(rect[0] / w, rect[1] / h, min(rect[2] / w, 1.0), min(rect[3] / h, 1.0))
+    long_side = crop_long_side(box, (w, h), EgrConfig(**KNOBS))
+    zoom = long_side / max(rect[2] - rect[0], rect[3] - rect[1])
     return fit_tokens(render_rect(pdf, page, rect, zoom))
 
 

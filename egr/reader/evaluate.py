@@ -16,7 +16,6 @@ Strategies (each returns a :class:`Outcome`):
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -136,12 +135,8 @@ def _outcome(item: Item, answer: str, top: Box | None, rounds: int, t0: float) -
 
 
 def run_plain(egg: EntropyGradientGrounding, pages: PageCache, item: Item) -> Outcome:
-    t0 = time.perf_counter()
-    plain = EntropyGradientGrounding(
-        egg.model, egg.processor, egg.adapter, egg.config.replace(max_rounds=0)
-    )
-    (ga,) = plain.ground(pages.page(item), [Question(item.question_id, item.question)])
-    return _outcome(item, ga.answer, None, 0, t0)
+    """The answer over the page view alone: the EGG call with ``max_rounds=0``."""
+    return run_egg(egg, pages, item, max_rounds=0)
 
 
 def run_egg(egg: EntropyGradientGrounding, pages: PageCache, item: Item, **knobs: Any) -> Outcome:
@@ -191,7 +186,3 @@ def run_oracle(
     crop = pages.crop_fn(item)(box, egg.config.crop_pixels).convert("RGB")
     answer = answer_over(egg, page if with_page else None, [crop], item.question)
     return _outcome(item, answer, box, 0, t0)
-
-
-def iter_items(items: list[Item], limit: int | None) -> Iterator[Item]:
-    yield from items[: limit if limit is not None else len(items)]
