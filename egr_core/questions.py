@@ -1,4 +1,4 @@
-"""The questions file: a YAML or JSON list of ``{id, text, pages?}`` asked of every document.
+"""The questions file: a YAML or JSON list of ``{id, text, pages?, documents?}``.
 
 Format (YAML shown; the same structure in JSON)::
 
@@ -7,6 +7,9 @@ Format (YAML shown; the same structure in JSON)::
     - id: due_date
       text: What is the due date?
       pages: [0]          # optional: 0-based page indices, an int or a list of ints
+    - id: claim_number
+      text: What is the claim number?
+      documents: ["form-*.pdf", "claim-*.pdf"]   # optional: file-name patterns (fnmatch)
 
 A top-level mapping ``{questions: [...]}`` is accepted too. Rules: ``id`` is a string (or an
 integer, converted) of letters, digits, ``_ . -`` and unique in the file; ``text`` is a non-empty
@@ -14,10 +17,12 @@ string; ``pages`` are non-negative integers; any other key is an error (it catch
 ``page:``). Every error is an :class:`QuestionsFileError` naming the file, the entry (1-based, with
 its id and line when known) and the field.
 
-A corpus run asks every question of every document. A question that does not apply to a document
-(for example an invoice question on a claim form) is still asked; it is for the evaluation to
-say which (document, question) pairs have an expected answer (the synth ground truth lists only
-those pairs).
+A corpus run asks every question of every document, unless the question names the documents it
+applies to: ``documents`` is a pattern or a list of shell-style patterns (``*``, ``?``, ``[...]``,
+case-sensitive) matched against each document's file name (the last part of its path or key). A
+question with ``documents`` is asked only of the documents whose name matches one pattern;
+``egr synth`` writes them per document kind (``invoice-*.pdf``), so a claim form is never asked
+for an invoice number.
 """
 
 from __future__ import annotations
@@ -42,7 +47,7 @@ __all__ = [
 ]
 
 ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
-_FIELDS = ("id", "text", "pages")
+_FIELDS = ("id", "text", "pages", "documents")
 
 
 class QuestionsFileError(InputError):
@@ -152,6 +157,8 @@ def dump_questions(questions: Sequence[Question], fmt: str = "yaml") -> str:
         row: dict[str, Any] = {"id": q.question_id, "text": q.text}
         if q.pages is not None:
             row["pages"] = list(q.pages)
+        if q.documents is not None:
+            row["documents"] = list(q.documents)
         rows.append(row)
     if fmt == "json":
         return json.dumps(rows, indent=2) + "\n"
@@ -209,7 +216,7 @@ def _entry(raw: Any, source: str, entry: int, line: int | None) -> Question:
         )
 
     if not isinstance(raw, dict):
-        raise fail(f"expected a mapping with keys id, text[, pages], got {_kind(raw)}")
+        raise fail(f"expected a mapping with keys id, text[, pages, documents], got {_kind(raw)}")
     raw_id = raw.get("id")
     qid = str(raw_id) if isinstance(raw_id, str | int) and not isinstance(raw_id, bool) else None
     unknown = [str(k) for k in raw if k not in _FIELDS]
@@ -233,7 +240,26 @@ def _entry(raw: Any, source: str, entry: int, line: int | None) -> Question:
     if not text.strip():
         raise fail("must not be empty", "text", qid)
     pages = _pages(raw.get("pages"), fail, qid) if "pages" in raw else None
-    return Question(question_id=qid, text=text.strip(), pages=pages)
+    documents = _documents(raw.get("documents"), fail, qid) if "documents" in raw else None
+    return Question(question_id=qid, text=text.strip(), pages=pages, documents=documents)
+
+
+def _documents(value: Any, fail: Any, qid: str) -> tuple[str, ...]:
+    items = value if isinstance(value, list) else [value]
+    if not items:
+        raise fail(
+            "must not be an empty list (leave it out to ask every document)", "documents", qid
+        )
+    for v in items:
+        if not isinstance(v, str) or not v.strip():
+            raise fail(
+                f"must be file-name patterns (non-empty strings), got {_kind(v)} {v!r}",
+                "documents",
+                qid,
+            )
+        if "/" in v.strip().rstrip("/"):
+            raise fail(f"patterns match file names, not paths: {v!r}", "documents", qid)
+    return tuple(v.strip() for v in items)
 
 
 def _pages(value: Any, fail: Any, qid: str) -> tuple[int, ...]:

@@ -24,11 +24,15 @@ Design choices that serve training a tiny reader later (see ``transformers-notes
 Everything is a pure function of ``(kind, seed)``: fixed PDF metadata dates, no random ``/ID``, so
 the same inputs give byte-identical PDFs. No disk I/O here; ``egr synth`` writes the files.
 
-Questions that do not apply: a corpus run asks every question of the questions file of every
-document, so an invoice is also asked "What is the claim number?". The ground truth
-(:meth:`SynthDocument.ground_truth`) has rows only for the (document, question) pairs of the
-document's kind; scoring ignores the other pairs (or may count a confident answer to them as a
-hallucination).
+Questions apply per kind: :func:`question_set` gives every question the file-name pattern of its
+kind (``documents: [invoice-*.pdf]``), so a corpus run asks a claim form only claim-form
+questions, and the ground truth (:meth:`SynthDocument.ground_truth`) has a row for every pair a
+run answers.
+
+Layouts are jittered per document (:class:`egr_core._synth.canvas.Jitter`): the layout is
+shrunk (82-100%), moved, pulled apart between blocks at random heights, and the invoice's meta
+fields are drawn in a random order, so that no fixed page position answers a question.
+``generate(..., jitter=False)`` draws the fixed base layouts.
 
 Use from a trainer::
 
@@ -46,10 +50,11 @@ import random
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from egr_core._synth import LAYOUTS
-from egr_core._synth.canvas import MONOSPACE_FONTS, Canvas, Rect4, TextSpan
+from egr_core._synth.canvas import MONOSPACE_FONTS, Canvas, Jitter, Rect4, TextSpan
 from egr_core.types import Box, Question
 
 __all__ = [
@@ -187,10 +192,14 @@ class SynthDocument:
 
 
 def question_set(kinds: Sequence[str] = KINDS) -> tuple[Question, ...]:
-    """All questions of ``kinds``, in :data:`KINDS` order (the questions file of a synth corpus)."""
+    """All questions of ``kinds``, in :data:`KINDS` order (the questions file of a synth corpus).
+
+    Each question names the documents it applies to (``documents: [<kind>-*.pdf]``, the file
+    names :func:`generate_corpus` gives), so a run asks it only of documents of its kind.
+    """
     _check_kinds(kinds)
     return tuple(
-        Question(question_id=qid, text=text)
+        Question(question_id=qid, text=text, documents=(f"{kind}-*.pdf",))
         for kind in KINDS
         if kind in kinds
         for qid, text in QUESTIONS[kind]
@@ -203,12 +212,16 @@ def doc_seed(seed: int, index: int) -> int:
     return int.from_bytes(digest[:8], "big") >> 1  # 63 bits: fits a signed int64 column
 
 
-def generate(kind: str, seed: int) -> SynthDocument:
-    """Draw one document of ``kind``, a pure function of ``(kind, seed)``.
+def generate(kind: str, seed: int, *, jitter: bool = True) -> SynthDocument:
+    """Draw one document of ``kind``, a pure function of ``(kind, seed, jitter)``.
 
     Args:
         kind: one of :data:`KINDS`.
         seed: any integer.
+        jitter: distort the layout per document (:class:`egr_core._synth.canvas.Jitter`: scale,
+            offset, gaps between blocks, label font, field order), so that no fixed page position
+            answers a question. ``False`` draws the kind's base layout (fields move by about 1%
+            of the page between documents), kept to show how much a fixed layout flatters.
 
     Returns:
         The PDF bytes, its sha256, page sizes, the answer fields and every drawn text run.
@@ -219,7 +232,8 @@ def generate(kind: str, seed: int) -> SynthDocument:
     _check_kinds([kind])
     for attempt in range(_MAX_REDRAWS):
         rng = random.Random(seed if attempt == 0 else doc_seed(seed, -attempt))
-        canvas = Canvas()
+        jrng = random.Random(f"egr-synth-jitter:{seed}:{attempt}")
+        canvas = Canvas(partial(Jitter.draw, jrng), jrng) if jitter else Canvas()
         found = LAYOUTS[kind](canvas, rng)
         fields = tuple(
             SynthField(question_id=qid, question=text, span=found[qid])

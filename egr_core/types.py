@@ -7,6 +7,7 @@ appear only at the edges and carry a ``_px`` suffix; PDF points carry ``_pt``.
 
 from __future__ import annotations
 
+import fnmatch
 import math
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -122,6 +123,16 @@ class Question:
     question_id: str
     text: str
     pages: tuple[int, ...] | None = None  # 0-based page indices; None = let the planner choose
+    #: file-name patterns (``fnmatch``, e.g. ``invoice-*.pdf``) of the documents the question is
+    #: asked of; None = every document
+    documents: tuple[str, ...] | None = None
+
+    def applies_to(self, name: str) -> bool:
+        """Whether the question is asked of the document whose file name is ``name``."""
+        if self.documents is None:
+            return True
+        base = name.rstrip("/").rsplit("/", 1)[-1]
+        return any(fnmatch.fnmatchcase(base, pat) for pat in self.documents)
 
     def __post_init__(self) -> None:
         if not self.question_id or not str(self.question_id).strip():

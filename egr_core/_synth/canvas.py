@@ -92,10 +92,90 @@ def tint(color: tuple[float, float, float], amount: float) -> tuple[float, float
     return tuple(c + (1.0 - c) * amount for c in color)  # type: ignore[return-value]
 
 
-class Canvas:
-    """Draws pages with one Shape per page and records every text run as a TextSpan."""
+@dataclass(frozen=True, slots=True)
+class Jitter:
+    """A per-document layout distortion, so that no fixed page position answers a question.
 
-    def __init__(self) -> None:
+    Layouts draw in their own frame; the canvas maps a layout point ``(x, y)`` to
+    ``(dx + scale * (x + xgap(x)), dy + scale * (y + ygap(y)))``, where ``ygap(y)`` is the sum of
+    the extra vertical gaps opened above ``y`` (``ycuts`` are layout y values, ``ygaps`` their
+    heights) and ``xgap`` the same across. A text run moves with its anchor and keeps its width,
+    so gaps only ever pull things apart. Font sizes scale with ``scale``.
+    """
+
+    scale: float = 1.0
+    dx: float = 0.0
+    dy: float = 0.0
+    xcuts: tuple[float, ...] = ()
+    xgaps: tuple[float, ...] = ()
+    ycuts: tuple[float, ...] = ()
+    ygaps: tuple[float, ...] = ()
+    #: font of Courier labels (``cour`` or ``cobo``), per document
+    label_font: str = "cour"
+    #: the page's size in points (the layout's frame grown by up to 30% / 40%)
+    page_w: float = 0.0
+    page_h: float = 0.0
+
+    @classmethod
+    def draw(cls, rng: Any, width: float, height: float) -> Jitter:
+        """A random jitter for a layout drawn in a ``width`` x ``height`` frame.
+
+        The layout is scaled by 0.94-1.06, the page grows by 0-30% in width and 0-40% in height,
+        gaps open between blocks (1-2 across, 1-4 down), and the result lands anywhere on the page.
+        """
+        scale = rng.uniform(0.94, 1.06)
+        page_w = width * max(scale, 1.0) * rng.uniform(1.0, 1.3)
+        page_h = height * max(scale, 1.0) * rng.uniform(1.0, 1.4)
+        xcuts, xgaps, used_w = _gaps(rng, width, page_w / scale - width, rng.randint(1, 2))
+        ycuts, ygaps, used_h = _gaps(rng, height, page_h / scale - height, rng.randint(1, 4))
+        return cls(
+            scale=scale,
+            dx=rng.uniform(0.0, max(page_w - scale * (width + used_w), 0.0)),
+            dy=rng.uniform(0.0, max(page_h - scale * (height + used_h), 0.0)),
+            xcuts=xcuts,
+            xgaps=xgaps,
+            ycuts=ycuts,
+            ygaps=ygaps,
+            label_font=rng.choice(("cour", "cour", "cobo")),
+            page_w=round(page_w, 1),
+            page_h=round(page_h, 1),
+        )
+
+    def x(self, x: float) -> float:
+        return self.dx + self.scale * (x + _opened(x, self.xcuts, self.xgaps))
+
+    def y(self, y: float) -> float:
+        return self.dy + self.scale * (y + _opened(y, self.ycuts, self.ygaps))
+
+
+def _gaps(
+    rng: Any, side: float, room: float, n: int
+) -> tuple[tuple[float, ...], tuple[float, ...], float]:
+    """``n`` cut positions in ``(0.08, 0.9) * side`` and gap sizes that share part of ``room``."""
+    cuts = tuple(sorted(rng.uniform(0.08, 0.9) * side for _ in range(n)))
+    share = [rng.random() + 1e-3 for _ in range(n)]
+    total = rng.uniform(0.1, 0.9) * max(room, 0.0)
+    return cuts, tuple(total * v / sum(share) for v in share), total
+
+
+def _opened(v: float, cuts: tuple[float, ...], gaps: tuple[float, ...]) -> float:
+    return sum(g for c, g in zip(cuts, gaps, strict=True) if c < v)
+
+
+NO_JITTER = Jitter()
+
+
+class Canvas:
+    """Draws pages with one Shape per page and records every text run as a TextSpan.
+
+    With a :class:`Jitter` per page (``jitter_fn(width, height)``), every coordinate and font
+    size a layout passes is mapped through it; recorded spans are in page coordinates.
+    """
+
+    def __init__(self, jitter_fn: Any = None, order_rng: Any = None) -> None:
+        self._jitter_fn = jitter_fn
+        self._order_rng = order_rng
+        self.jitter = NO_JITTER
         self.doc = pymupdf.open()
         self.spans: list[TextSpan] = []
         self.sizes: list[tuple[float, float]] = []
@@ -105,12 +185,24 @@ class Canvas:
         self.w = self.h = 0.0
 
     def new_page(self, width: float, height: float) -> None:
+        """A new page for a layout drawn in a ``width`` x ``height`` frame (the page's size,
+        unless jittered: then the page may be larger and the frame is placed on it)."""
         self._commit()
-        self._page = self.doc.new_page(width=width, height=height)
+        self.jitter = self._jitter_fn(width, height) if self._jitter_fn else NO_JITTER
+        pw, ph = (self.jitter.page_w, self.jitter.page_h) if self._jitter_fn else (width, height)
+        self._page = self.doc.new_page(width=pw, height=ph)
         self._page_fonts = set()
         self._shape = self._page.new_shape()
-        self.w, self.h = width, height
-        self.sizes.append((width, height))
+        self.w, self.h = pw, ph
+        self.sizes.append((pw, ph))
+
+    def arrange(self, items: list[Any]) -> list[Any]:
+        """``items`` (blocks or fields a layout may draw in any order), shuffled when jittered."""
+        if self._order_rng is None:
+            return items
+        out = list(items)
+        self._order_rng.shuffle(out)
+        return out
 
     @property
     def page_index(self) -> int:
@@ -129,6 +221,9 @@ class Canvas:
         role: str = "body",
     ) -> TextSpan:
         """Draw ``s`` with its baseline at ``y``; ``x`` is the left/right/centre per ``align``."""
+        j = self.jitter
+        if j is not NO_JITTER:
+            x, y, size = j.x(x), j.y(y), size * j.scale
         width = text_width(s, font, size)
         if align == "right":
             x -= width
@@ -167,14 +262,17 @@ class Canvas:
         width: float = 0.6,
         dashes: str | None = None,
     ) -> None:
-        self._shape.draw_rect(pymupdf.Rect(*r))
-        self._shape.finish(color=stroke, fill=fill, width=width, dashes=dashes)
+        j = self.jitter
+        rect = (j.x(r[0]), j.y(r[1]), j.x(r[2]), j.y(r[3]))
+        self._shape.draw_rect(pymupdf.Rect(*rect))
+        self._shape.finish(color=stroke, fill=fill, width=width * j.scale, dashes=dashes)
 
     def line(
         self, x0: float, y0: float, x1: float, y1: float, *, color=RULE, width: float = 0.6
     ) -> None:
-        self._shape.draw_line((x0, y0), (x1, y1))
-        self._shape.finish(color=color, width=width)
+        j = self.jitter
+        self._shape.draw_line((j.x(x0), j.y(y0)), (j.x(x1), j.y(y1)))
+        self._shape.finish(color=color, width=width * j.scale)
 
     def paragraph(
         self,
@@ -224,6 +322,8 @@ class Canvas:
         label_font: str = "cour",
     ) -> TextSpan:
         """A Courier label at the value size, value right-aligned; returns the value span."""
+        if label_font == "cour":
+            label_font = self.jitter.label_font
         self.text(x_label, y, label, label_font, size, role="label")
         return self.text(x_value_right, y, value, value_font, size, align="right", role="value")
 

@@ -118,7 +118,7 @@ def prose(rng: random.Random, n_sentences: int) -> str:
 
 
 def small_size(rng: random.Random) -> float:
-    return rng.choice((6.0, 6.5, 7.0, 7.5))
+    return rng.choice((6.5, 7.0, 7.5))
 
 
 def value_size(rng: random.Random) -> float:

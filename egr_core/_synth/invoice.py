@@ -87,7 +87,7 @@ def draw_invoice(c: Canvas, rng: random.Random) -> dict[str, TextSpan]:
         meta.append(("PO number", code(rng, "PO", 4, 2, letters=True), ""))
     x_label = w - m - 25 * 0.6 * vs
     y = m + 48
-    for label, value, qid in meta:
+    for label, value, qid in c.arrange(meta):
         span = c.key_value(x_label, w - m, y, label, value, vs)
         if qid:
             out[qid] = span

@@ -163,13 +163,14 @@ def plan_work(
             logger.info("%s: same bytes as an earlier file (sha256 %s), skipped", uri, doc_id[:12])
             continue
         seen.add(doc_id)
+        asked = [q for q in questions if q.applies_to(uri)]
         pending = tuple(
             q
-            for q in questions
+            for q in asked
             if work_key(doc_id, q.question_id, q.text, model_id, config_hash) not in done_keys
         )
-        n_items += len(questions)
-        n_done += len(questions) - len(pending)
+        n_items += len(asked)
+        n_done += len(asked) - len(pending)
         if pending:
             todo.append(DocItem(uri, doc_id, size, pending))
     return Plan(tuple(todo), len(seen), n_items, n_done, str(workspace))

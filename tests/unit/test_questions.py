@@ -135,3 +135,30 @@ def test_synth_question_set_is_a_valid_questions_file() -> None:
 
     qs = question_set()
     assert parse_questions(dump_questions(qs)) == qs
+
+
+def test_documents_field_limits_a_question_to_matching_file_names() -> None:
+    text = (
+        "- id: total\n  text: What is the total?\n  documents: invoice-*.pdf\n"
+        "- id: claim\n  text: What is the claim number?\n  documents: [form-*.pdf, 'claim?.pdf']\n"
+        "- id: any\n  text: Who signed?\n"
+    )
+    total, claim, anyq = parse_questions(text, source="q.yaml")
+    assert total.documents == ("invoice-*.pdf",)
+    assert total.applies_to("s3://bucket/in/invoice-00001.pdf")
+    assert not total.applies_to("form-00001.pdf")
+    assert claim.applies_to("claim7.pdf") and claim.applies_to("/x/form-1.pdf")
+    assert not claim.applies_to("Claim7.pdf")  # case-sensitive
+    assert anyq.documents is None and anyq.applies_to("whatever.pdf")
+    assert parse_questions(dump_questions((total, claim, anyq))) == (total, claim, anyq)
+
+
+@pytest.mark.parametrize(
+    ("value", "needle"),
+    [("[]", "empty list"), ("[3]", "file-name patterns"), ("a/b.pdf", "not paths")],
+)
+def test_documents_field_errors_name_the_field(value: str, needle: str) -> None:
+    with pytest.raises(QuestionsFileError) as err:
+        parse_questions(f"- id: q\n  text: Why?\n  documents: {value}\n", source="q.yaml")
+    msg = str(err.value)
+    assert "q.yaml" in msg and "'documents'" in msg and needle in msg

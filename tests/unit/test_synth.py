@@ -168,7 +168,7 @@ def test_every_document_has_small_print_that_a_downscaled_page_cannot_resolve(
 ) -> None:
     """At a full-page budget of 1280 merged 28 px tokens, small print packs > 4 characters into a
     token width; a crop re-rendered at 28 px per character (pitch) makes one character one token.
-    Regular values stay at >= 9 pt."""
+    Regular values stay at >= 8.4 pt (9 pt on a layout shrunk by the smallest jitter, 0.94)."""
     budget_px = 1280 * 28 * 28
     for name, doc in corpus:
         small = [f for f in doc.fields if f.small_print]
@@ -181,7 +181,7 @@ def test_every_document_has_small_print_that_a_downscaled_page_cannot_resolve(
                 assert 6.0 <= f.span.size_pt <= 8.0
                 assert 28 / pitch_px > 4.0, f"{name} {f.question_id}: pitch {pitch_px:.1f} px"
             else:
-                assert f.span.size_pt >= 9.0
+                assert f.span.size_pt >= 8.4
 
 
 def test_text_runs_stay_on_the_page_and_do_not_overlap(
@@ -270,3 +270,61 @@ def test_synth_command_kinds_filter(tmp_path) -> None:
     assert sorted(p.name for p in out.glob("*.pdf")) == ["form-00001.pdf", "table-00000.pdf"]
     text = (out / "questions.yaml").read_text()
     assert "table_q3_total" in text and "form_policy_number" in text and "invoice" not in text
+
+
+# ---------------------------------------------------------------- layout jitter
+
+
+def _prior_pointing(train: list[synth.SynthDocument], test: list[synth.SynthDocument]) -> float:
+    """Share of test answers whose box touches the page-grid cell (15 x 19) holding the mean
+    centre of that field over ``train``: the no-model "where this field usually is" rule."""
+    mean: dict[str, tuple[float, float]] = {}
+    for qid in {f.question_id for d in train for f in d.fields}:
+        boxes = [
+            d.box(d.field(qid).span) for d in train if qid in {f.question_id for f in d.fields}
+        ]
+        mean[qid] = (
+            sum((b.x0 + b.x1) / 2 for b in boxes) / len(boxes),
+            sum((b.y0 + b.y1) / 2 for b in boxes) / len(boxes),
+        )
+    hits = n = 0
+    for d in test:
+        for f in d.fields:
+            cx, cy = int(mean[f.question_id][0] * 15), int(mean[f.question_id][1] * 19)
+            b = d.box(f.span)
+            n += 1
+            hits += (
+                b.x0 < (cx + 1) / 15 and b.x1 > cx / 15 and b.y0 < (cy + 1) / 19 and b.y1 > cy / 19
+            )
+    return hits / n
+
+
+def test_jittered_layouts_leave_no_fixed_position_that_answers() -> None:
+    def docs(seed: int, jitter: bool) -> list[synth.SynthDocument]:
+        return [generate(KINDS[i % 4], synth.doc_seed(seed, i), jitter=jitter) for i in range(48)]
+
+    fixed = _prior_pointing(docs(1, False), docs(2, False))
+    jittered = _prior_pointing(docs(1, True), docs(2, True))
+    assert fixed > 0.6, fixed  # the base layouts: position alone answers most questions
+    assert jittered < 0.35, jittered
+
+
+def test_jitter_changes_page_size_position_and_field_order() -> None:
+    base, jit = generate("invoice", 5, jitter=False), generate("invoice", 5, jitter=True)
+    assert [f.answer for f in base.fields] == [f.answer for f in jit.fields]  # same content
+    assert base.doc_id != jit.doc_id
+    orders = set()
+    for seed in range(8):
+        d = generate("invoice", seed)
+        meta = [f for f in d.fields if f.question_id in ("invoice_number", "invoice_date")]
+        orders.add(meta[0].span.box_pt[1] < meta[1].span.box_pt[1])
+    assert orders == {True, False}  # the meta block's field order varies
+    sizes = {generate("form", s).page_sizes_pt[0] for s in range(6)}
+    assert len(sizes) == 6
+
+
+def test_question_set_names_the_documents_of_its_kind() -> None:
+    qs = synth.question_set()
+    for name, doc in generate_corpus(8, seed=3):
+        asked = {q.question_id for q in qs if q.applies_to(name)}
+        assert asked == {f.question_id for f in doc.fields}, name
