@@ -17,7 +17,10 @@ StopRule = Literal["spatial_entropy", "fixed", "confidence"]
 #: config at these values hashes as it did before they existed (stable provenance).
 _HASH_NEUTRAL = {
     "stop_rule": "spatial_entropy", "stop_tau": 0.5, "crop_page_side": None, "min_rounds": 0,
+    "legible_scale": None, "crop_window_pt": 72.0, "answer_round": "last",
 }  # fmt: skip
+AnswerRound = Literal["last", "confident"]
+ANSWER_ROUNDS = ("last", "confident")
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +49,15 @@ class EgrConfig:
         min_rounds: zoom rounds accepted before the stop rule applies, at most ``max_rounds`` (0 =
             the paper's loop, which may answer from the page alone when the first zoom does not
             lower the spatial entropy).
+        legible_scale: the model's legible scale in pixels per PDF point. When set, crops are
+            windows centred on a region and its peak, rendered at this scale, at most
+            ``crop_pixels`` wide and ``crop_window_pt`` points tall; a wider region gets several
+            windows (up to ``top_k`` in all); later rounds re-centre, they never shrink below the
+            window (``imaging.legible_crops``). ``crop_page_side``, ``min_crop`` and ``crop_pad``
+            in y are then unused. None = the paper's padded region crops.
+        crop_window_pt: the window's height in points (with ``legible_scale``).
+        answer_round: which accepted round answers: "last" (the paper) or "confident" (the one
+            whose first-answer-token entropy is lowest; later rounds win ties).
     """
 
     sigma: float = 1.5
@@ -62,6 +74,9 @@ class EgrConfig:
     stop_rule: StopRule = "spatial_entropy"
     stop_tau: float = 0.5
     min_rounds: int = 0
+    legible_scale: float | None = None
+    crop_window_pt: float = 72.0
+    answer_round: AnswerRound = "last"
 
     def __post_init__(self) -> None:
         if not self.sigma >= 0:
@@ -94,6 +109,14 @@ class EgrConfig:
             raise ValueError(f"min_rounds must be >= 0, got {self.min_rounds}")
         if not self.stop_tau >= 0:
             raise ValueError(f"stop_tau must be >= 0, got {self.stop_tau}")
+        if self.legible_scale is not None and not self.legible_scale > 0:
+            raise ValueError(f"legible_scale must be > 0 px/pt or None, got {self.legible_scale}")
+        if not self.crop_window_pt > 0:
+            raise ValueError(f"crop_window_pt must be > 0, got {self.crop_window_pt}")
+        if self.answer_round not in ANSWER_ROUNDS:
+            raise ValueError(
+                f"answer_round must be one of {', '.join(ANSWER_ROUNDS)}, got {self.answer_round!r}"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

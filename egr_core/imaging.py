@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -75,6 +76,55 @@ def crop_box(
     return Box(x0, y0, x1, y1)
 
 
+def legible_crops(
+    region: Box,
+    peak: tuple[float, float] | None,
+    page_pt: tuple[float, float],
+    *,
+    scale: float,
+    max_long_px: int,
+    window_pt: float,
+    pad: float,
+    max_crops: int,
+) -> tuple[Box, ...]:
+    """The crops that show ``region`` at the model's legible scale (method.md section 3).
+
+    A crop is a window at most ``max_long_px / scale`` points wide and ``window_pt`` points tall,
+    so rendered at ``scale`` px per point it fits the crop budget. It is centred on the region in
+    x and on the map's ``peak`` in y (the region's centre when there is no peak). A padded region
+    wider than one window is covered by several windows side by side (at most ``max_crops``,
+    spread evenly), never by one window too coarse to read. Windows are moved inside the page.
+
+    Args:
+        region: the region's normalised page box.
+        peak: normalised (x, y) of the map's maximum inside the region, or None.
+        page_pt: the page's (width, height) in points.
+        scale: the model's legible scale, pixels per point.
+        max_long_px: the longest crop side in pixels (``EgrConfig.crop_pixels``).
+        window_pt: the window's height in points.
+        pad: padding on each side of the region in x, as a fraction of its width.
+        max_crops: most windows for one region.
+    """
+    w_pt, h_pt = page_pt
+    win_w = min(max_long_px / scale / w_pt, 1.0)  # normalised window size
+    win_h = min(window_pt / h_pt, max_long_px / scale / h_pt, 1.0)
+    x0 = max(region.x0 - pad * region.width, 0.0)
+    x1 = min(region.x1 + pad * region.width, 1.0)
+    cy = peak[1] if peak is not None else (region.y0 + region.y1) / 2
+    y0, y1 = _grow(cy - 1e-9, cy + 1e-9, win_h)
+    n = min(max(1, math.ceil((x1 - x0) / win_w - 1e-9)), max(1, max_crops))
+    if n == 1:
+        centres = [(x0 + x1) / 2]
+    else:  # windows side by side over [x0, x1], the first and last flush with its ends
+        step = (x1 - x0 - win_w) / (n - 1)
+        centres = [x0 + win_w / 2 + i * step for i in range(n)]
+    out = []
+    for cx in centres:
+        a, b = _grow(cx - 1e-9, cx + 1e-9, win_w)
+        out.append(Box(a, y0, b, y1))
+    return tuple(dict.fromkeys(out))
+
+
 def target_size(box: Box, page_size: tuple[int, int], long_side_px: int) -> tuple[int, int]:
     """(width, height) in pixels of a crop of ``box`` whose long side is ``long_side_px``."""
     w = box.width * page_size[0]
@@ -86,12 +136,17 @@ def target_size(box: Box, page_size: tuple[int, int], long_side_px: int) -> tupl
 def crop_long_side(box: Box, page_size: tuple[float, float], config: EgrConfig) -> int:
     """Long side in pixels to render the crop of ``box`` (normalised) of a ``page_size`` page.
 
-    ``crop_pixels``, or with ``crop_page_side`` set, the fixed scale at which the page's long side
-    would be ``crop_page_side`` pixels (capped at ``crop_pixels``; at least one 28 px token).
+    With ``legible_scale`` set, ``page_size`` is in points and the crop renders at that many
+    pixels per point (capped at ``crop_pixels``). Otherwise ``crop_pixels``, or with
+    ``crop_page_side`` set, the fixed scale at which the page's long side would be
+    ``crop_page_side`` pixels (capped at ``crop_pixels``; at least one 28 px token).
     """
+    w, h = page_size
+    if config.legible_scale is not None:
+        long_pt = max(box.width * w, box.height * h)
+        return max(28, min(int(config.crop_pixels), round(long_pt * config.legible_scale)))
     if config.crop_page_side is None:
         return int(config.crop_pixels)
-    w, h = page_size
     long_fraction = max(box.width * w, box.height * h) / max(w, h)
     return max(28, min(int(config.crop_pixels), round(config.crop_page_side * long_fraction)))
 

@@ -33,6 +33,8 @@ class Component:
     r1: int  # inclusive
     c1: int  # inclusive
     n_cells: int
+    #: the cell (row, column) where the smoothed map peaks inside the component
+    peak: tuple[int, int] = (0, 0)
 
 
 def smooth(raw: np.ndarray, sigma: float) -> np.ndarray:
@@ -114,6 +116,7 @@ def components(raw: np.ndarray, smoothed: np.ndarray, tau: float) -> list[Compon
         if sl is None:
             continue
         cells = labels == k  # (R, C) bool
+        pr, pc = np.unravel_index(int(np.argmax(np.where(cells, smoothed, -np.inf))), cells.shape)
         out.append(
             Component(
                 score=float(raw[cells].sum()),
@@ -122,6 +125,7 @@ def components(raw: np.ndarray, smoothed: np.ndarray, tau: float) -> list[Compon
                 r1=sl[0].stop - 1,
                 c1=sl[1].stop - 1,
                 n_cells=int(cells.sum()),
+                peak=(int(pr), int(pc)),
             )
         )
     assert len(out) == n

@@ -158,6 +158,8 @@ class Region:
     score: float
     block: int  # which image block it came from (0 = page view, 1.. = crops)
     round: int
+    #: where the smoothed map peaks inside the region (normalised page x, y), when known
+    peak: tuple[float, float] | None = None
 
 
 @dataclass(frozen=True, slots=True)

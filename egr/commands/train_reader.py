@@ -12,8 +12,8 @@ def command(
     minutes: Annotated[float, typer.Option(help="Wall-clock budget of this call.", min=0.1)] = 90,
     seed: Annotated[int, typer.Option(help="Seed of the weights and the data stream.")] = 0,
     steps: Annotated[
-        int, typer.Option(help="Total steps (the LR schedule's length).", min=1)
-    ] = 3600,
+        int, typer.Option(help="Total steps (the LR schedule's length; recipe 2: 20000).", min=1)
+    ] = 20_000,
     threads: Annotated[int, typer.Option(help="torch threads.", min=1)] = 2,
 ) -> None:
     """Train the reference reader into OUT; rerunning with the same OUT resumes from OUT/state.pt.
@@ -23,8 +23,12 @@ def command(
     """
     import logging
 
-    from egr.reader.train import train_reader
+    from egr.reader.train import RecipeMismatchError, train_reader
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    path = train_reader(out, minutes=minutes, seed=seed, steps=steps, threads=threads)
+    try:
+        path = train_reader(out, minutes=minutes, seed=seed, steps=steps, threads=threads)
+    except RecipeMismatchError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
     typer.echo(f"reader checkpoint: {path}")

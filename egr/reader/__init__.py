@@ -17,24 +17,24 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-#: EGG knobs for the reader (docs/reader.md has the sweep that chose them): crops at a fixed scale
-#: (a letter page's long side at 3960 px, i.e. 5 px/pt, so Courier values show at 18-36 px per
-#: character), at most 616 px (22 tokens) on the long side, padded by 30% and at least 10% of the
-#: page side (the reader reads a value best with some context: 44% vs 6% exact on oracle crops
-#: padded 10% / 7%); one region per round, thresholded at 70% of the map's maximum; the first zoom
-#: round is always kept (the reader cannot read the page view, so an answer from it is a guess).
+#: EGG knobs for the reader (recipe 2; docs/reader.md has the sweep that chose them). Crops are
+#: legible windows (``egr_core.imaging.legible_crops``): rendered at 5 px per point (Courier values
+#: at 18-36 px per character), at most 616 px (22 tokens) wide and 72 pt tall, centred on the
+#: region and the map's peak; deeper rounds re-centre, never shrink. The answer comes from the
+#: accepted round whose first answer token the reader is most sure of.
 READER_EGG_KNOBS: dict[str, Any] = {
     "sigma": 1.5,
     "threshold": "fraction",
-    "threshold_fraction": 0.7,
+    "threshold_fraction": 0.5,
     "top_k": 1,
-    "max_rounds": 3,
+    "max_rounds": 1,
     "min_rounds": 1,
     "max_new_tokens": 24,
     "crop_pixels": 616,
-    "crop_page_side": 3960,
-    "min_crop": 0.1,
-    "crop_pad": 0.3,
+    "legible_scale": 5.0,
+    "crop_window_pt": 72.0,
+    "crop_pad": 0.1,
+    "answer_round": "confident",
 }
 
 

@@ -33,8 +33,7 @@ from typing import Any
 import pymupdf
 from PIL import Image
 
-from egr_core.config import EgrConfig
-from egr_core.imaging import crop_box, crop_long_side
+from egr_core.imaging import legible_crops
 from egr_core.synth import KINDS, SynthDocument, SynthField, TextSpan, generate
 from egr_core.types import Box
 
@@ -42,8 +41,6 @@ from . import READER_EGG_KNOBS as KNOBS
 from .model import MAX_TOKENS_PER_IMAGE, TOKEN_PX
 
 TRANSCRIBE_PROMPT = "Transcribe:"
-#: Token grid of a US-letter page view at the reader's budget (columns, rows), about 40 pt cells.
-PAGE_GRID = (15, 19)
 #: Pixels rendered per page-view token before the processor downsizes (as the pipeline does).
 PAGE_OVERSAMPLE = 1.5
 
@@ -125,47 +122,52 @@ def fit_tokens(img: Image.Image) -> Image.Image:
     return img.resize((cols * TOKEN_PX, rows * TOKEN_PX))
 
 
-def egg_like_rect(
-    rng: random.Random, doc: SynthDocument, span: TextSpan
-) -> tuple[float, float, float, float]:
-    """A crop rectangle (points) like the ones EGG cuts around ``span``.
+#: Training crops render at the legible scale times a factor in this range (scale jitter).
+SCALE_JITTER = (0.85, 1.2)
+#: Window heights (points) of training crops, around the reader's ``crop_window_pt``.
+WINDOW_JITTER = (56.0, 84.0)
 
-    EGG's regions are unions of page-view token cells (about 40 pt here) around where the entropy
-    gradient is large; the crop is the region padded and grown to the reader's minimum side by
-    :func:`egr_core.imaging.crop_box` with the reader's knobs. Regions here are the cells under the
-    value, grown by 0-1 cells per side (first round), or the value's box with a small margin (the
-    tighter regions of later rounds).
+
+def egg_crop_rect(
+    rng: random.Random, doc: SynthDocument, span: TextSpan
+) -> tuple[tuple[float, float, float, float], float]:
+    """A crop rectangle (points) and its scale (px/pt), cut the way EGG cuts the reader's crops.
+
+    EGG's page-view region around a value is a blob of a few ~40 pt cells, often reaching over
+    the label or a neighbouring line; its peak lies near the value. Here the region is the value's
+    box grown by 0-40 pt across and 0-30 pt down, the peak the value's centre moved by a few
+    points, and the crop comes from EGG's own rule (:func:`egr_core.imaging.legible_crops`, the
+    window holding most of the value), at the reader's legible scale times a jitter factor. So
+    values sit off-centre, with neighbouring text in the crop.
     """
     w, h = doc.page_sizes_pt[span.page]
     x0, y0, x1, y1 = span.box_pt
-    if rng.random() < 0.7:
-        cw, ch = w / PAGE_GRID[0], h / PAGE_GRID[1]
-        gx0 = (math.floor(x0 / cw) - (rng.random() < 0.4)) * cw
-        gx1 = (math.ceil(x1 / cw) + (rng.random() < 0.4)) * cw
-        gy0 = (math.floor(y0 / ch) - (rng.random() < 0.25)) * ch
-        gy1 = (math.ceil(y1 / ch) + (rng.random() < 0.25)) * ch
-    else:
-        m = rng.uniform(0.0, 12.0)
-        gx0, gx1, gy0, gy1 = x0 - m, x1 + m, y0 - m / 2, y1 + m / 2
-    region = Box(max(gx0 / w, 0.0), max(gy0 / h, 0.0), min(gx1 / w, 1.0), min(gy1 / h, 1.0))
-    box = crop_box(region, pad=KNOBS["crop_pad"], min_side=KNOBS["min_crop"], page_aspect=w / h)
-    return (box.x0 * w, box.y0 * h, box.x1 * w, box.y1 * h)
+    gx = (rng.uniform(0, 40), rng.uniform(0, 40))
+    gy = (rng.uniform(0, 30), rng.uniform(0, 30))
+    region = Box(
+        max((x0 - gx[0]) / w, 0.0), max((y0 - gy[0]) / h, 0.0),
+        min((x1 + gx[1]) / w, 1.0), min((y1 + gy[1]) / h, 1.0),
+    )  # fmt: skip
+    peak = (((x0 + x1) / 2 + rng.gauss(0, 10)) / w, ((y0 + y1) / 2 + rng.gauss(0, 6)) / h)
+    scale = KNOBS["legible_scale"] * rng.uniform(*SCALE_JITTER)
+    crops = legible_crops(
+        region, peak, (w, h), scale=scale, max_long_px=KNOBS["crop_pixels"],
+        window_pt=rng.uniform(*WINDOW_JITTER), pad=KNOBS["crop_pad"], max_crops=3,
+    )  # fmt: skip
+
+    def overlap(b: Box) -> float:
+        return max(0.0, min(b.x1 * w, x1) - max(b.x0 * w, x0))
+
+    best = max(crops, key=overlap)
+    return (best.x0 * w, best.y0 * h, best.x1 * w, best.y1 * h), scale
 
 
 def render_crop(
-    doc: SynthDocument, pdf: Any, page: int, rect: tuple[float, float, float, float]
+    pdf: Any, page: int, rect: tuple[float, float, float, float], scale: float
 ) -> Image.Image:
-    """``rect`` rendered as EGG renders the reader's crops, in whole tokens.
-
-    The long side comes from EGG's own rule (:func:`egr_core.imaging.crop_long_side`) with the
-    reader's knobs: a fixed scale (``crop_page_side``: 5 px/pt on a letter page), capped at
-    ``crop_pixels``.
-    """
-    w, h = doc.page_sizes_pt[page]
-    box = Box(rect[0] / w, rect[1] / h, min(rect[2] / w, 1.0), min(rect[3] / h, 1.0))
-    long_side = crop_long_side(box, (w, h), EgrConfig(**KNOBS))
-    zoom = long_side / max(rect[2] - rect[0], rect[3] - rect[1])
-    return fit_tokens(render_rect(pdf, page, rect, zoom))
+    """``rect`` rendered at ``scale`` px/pt, as EGG renders the reader's crops, in whole tokens
+    (at most the reader's token budget: an over-budget window is scaled down a little)."""
+    return fit_tokens(render_rect(pdf, page, rect, scale))
 
 
 #: Label of a slot that shows no character centre but part of one (not supervised).
@@ -284,8 +286,8 @@ def transcribe_example(
 def crop_qa_example(rng: random.Random, doc: SynthDocument, pdf: Any) -> Example:
     """A field's question on an EGG-like crop around its value."""
     f = rng.choice(doc.fields)
-    rect = egg_like_rect(rng, doc, f.span)
-    img = render_crop(doc, pdf, f.page, rect)
+    rect, scale = egg_crop_rect(rng, doc, f.span)
+    img = render_crop(pdf, f.page, rect, scale)
     return Example(
         (img,), f.question, f.answer, "crop_qa",
         slots=(slot_labels(doc, f.page, rect, img),),
@@ -300,15 +302,15 @@ def page_crops_qa_example(rng: random.Random, doc: SynthDocument, pdf: Any) -> E
     others: list[SynthField] = rng.sample(same_page, k=min(len(same_page), rng.randint(0, 2)))
     crops: list[tuple[Image.Image, Any, Any, str]] = []
     if rng.random() < 0.9 or not others:
-        rect = egg_like_rect(rng, doc, f.span)
-        img = render_crop(doc, pdf, f.page, rect)
+        rect, scale = egg_crop_rect(rng, doc, f.span)
+        img = render_crop(pdf, f.page, rect, scale)
         crops.append(
             (img, _relative(f.span.box_pt, rect), char_cells(f.span, rect, img),
              slot_labels(doc, f.page, rect, img))
         )  # fmt: skip
     for g in others:
-        rect = egg_like_rect(rng, doc, g.span)
-        img = render_crop(doc, pdf, g.page, rect)
+        rect, scale = egg_crop_rect(rng, doc, g.span)
+        img = render_crop(pdf, g.page, rect, scale)
         crops.append((img, None, None, slot_labels(doc, g.page, rect, img)))
     rng.shuffle(crops)
     focus = next(((i + 1, b) for i, (_, b, _, _) in enumerate(crops) if b is not None), None)
@@ -345,23 +347,19 @@ class Phase:
     aligned: float = 0.0  # share of glyph-aligned transcriptions (one character per token)
 
 
+#: The training recipe's version, recorded in ``state.pt`` and in the checkpoint
+#: (``reader_recipe.json``). A change to the data, the phases or the architecture is a new version;
+#: a run never resumes from a state of another version.
+RECIPE = 2
+
 PHASES: tuple[Phase, ...] = (
-    Phase(0, {"transcribe": 0.75, "crop_qa": 0.25}, (24.0, 32.0)),
-    Phase(150, {"transcribe": 0.5, "crop_qa": 0.5}, (16.0, 34.0)),
-    # the jittered reading had not started by step 400: go back to one glyph per token
-    Phase(400, {"transcribe": 0.75, "crop_qa": 0.25}, (20.0, 34.0), 0.8),
-    Phase(1800, {"transcribe": 0.6, "crop_qa": 0.3, "page_crops_qa": 0.1}, (18.0, 34.0), 0.7),
-    # reading at the pitches of EGG's fixed-scale crops, supervised per half-token slot
+    # reading first: lines and legible crops, every auxiliary loss on from the start
+    Phase(0, {"transcribe": 0.5, "crop_qa": 0.5}, (18.0, 36.0), 0.25),
+    # the inputs EGG feeds: [page view, crops] and the page alone (where the reader must be unsure)
     Phase(
-        2700,
-        {"transcribe": 0.4, "crop_qa": 0.4, "page_crops_qa": 0.1, "page_qa": 0.1},
-        (16.0, 40.0),
-        0.2,
-    ),
-    Phase(
-        4500,
-        {"transcribe": 0.3, "crop_qa": 0.35, "page_crops_qa": 0.2, "page_qa": 0.15},
-        (16.0, 40.0),
+        1200,
+        {"transcribe": 0.35, "crop_qa": 0.35, "page_crops_qa": 0.2, "page_qa": 0.1},
+        (14.0, 40.0),
         0.1,
     ),
 )

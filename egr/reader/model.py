@@ -1,7 +1,7 @@
 """The reference reader's architecture: a tiny stock ``Qwen2VLForConditionalGeneration``.
 
-Sizes (about 3 M parameters): ViT depth 3, width 128, 4 heads; language model 4 layers, hidden 192,
-4 heads (head_dim 48); the shared character-level tokenizer of :mod:`egr.tiny.tokenizer`.
+Sizes (recipe 2, about 4 M parameters): ViT depth 4, width 192, 4 heads; language model 4
+layers, hidden 192, 4 heads (head_dim 48); the character tokenizer of :mod:`egr.tiny.tokenizer`.
 
 Config choices that make a model this small learn to read (``transformers-notes.md``):
 - M-RoPE with ``rope_theta=5.0`` and ``mrope_section=[4, 8, 12]`` (sums to head_dim / 2 = 24): with
@@ -44,7 +44,7 @@ TEXT = {
     "num_key_value_heads": 4,
     "max_position_embeddings": 2048,
 }
-VISION = {"depth": 3, "embed_dim": 128, "num_heads": 4, "mlp_ratio": 2}
+VISION = {"depth": 4, "embed_dim": 192, "num_heads": 4, "mlp_ratio": 2}
 
 
 def build_processor() -> Qwen2VLProcessor:

@@ -30,6 +30,7 @@ import torch
 
 from .data import (
     PHASES,
+    RECIPE,
     DocPool,
     Example,
     make_example,
@@ -297,17 +298,23 @@ def heldout(seed: int, task: str, n: int, step_for_phase: int) -> list[Example]:
     return [make_example(rng, task, *pool.get(rng.randrange(pool.size)), phase) for _ in range(n)]
 
 
-def evaluate(model: Any, processor: Any, examples: Sequence[Example], bs: int = 16) -> float:
-    """Exact-match accuracy of greedy answers."""
+def evaluate(
+    model: Any, processor: Any, examples: Sequence[Example], bs: int = 16
+) -> tuple[float, float]:
+    """Exact match and character accuracy (1 - edit distance / length) of greedy answers."""
+    from .evaluate import char_accuracy
+
     was = model.training
     model.eval()
-    hits = 0
+    hits, chars = 0, 0.0
     for i in range(0, len(examples), bs):
         chunk = examples[i : i + bs]
         for ex, ans in zip(chunk, generate_answers(model, processor, chunk), strict=True):
             hits += ans == ex.target
+            chars += char_accuracy(ans, ex.target)
     model.train(was)
-    return hits / max(len(examples), 1)
+    n = max(len(examples), 1)
+    return hits / n, chars / n
 
 
 #: Processes building batches (the DataLoader returns their batches in step order).
@@ -344,7 +351,9 @@ def _batch_stream(processor: Any, seed: int, start: int, batch_scale: float = 1.
     return iter(loader)
 
 
-def _save_state(path: Path, model: Any, char_head: Any, opt: Any, step: int) -> None:
+def _save_state(
+    path: Path, model: Any, char_head: Any, opt: Any, step: int, total_steps: int
+) -> None:
     """Write the resumable training state atomically (temp file, then rename)."""
     tmp = path.with_suffix(".tmp")
     state = {
@@ -352,9 +361,25 @@ def _save_state(path: Path, model: Any, char_head: Any, opt: Any, step: int) -> 
         "char_head": char_head.state_dict(),
         "opt": opt.state_dict(),
         "step": step,
+        "recipe": RECIPE,
+        "total_steps": total_steps,
     }
     torch.save(state, tmp)
     os.replace(tmp, path)
+
+
+def _check_recipe(state: dict[str, Any], path: Path | str, steps: int | None = None) -> None:
+    found = state.get("recipe", 1)
+    if found != RECIPE:
+        raise RecipeMismatchError(
+            f"{path}: training state of reader recipe {found}, this code trains recipe {RECIPE}; "
+            "start a new output folder (a run never changes recipe midway)"
+        )
+    if steps is not None and state.get("total_steps", steps) != steps:
+        raise RecipeMismatchError(
+            f"{path}: this run was started with --steps {state['total_steps']} (the learning-rate "
+            f"schedule's length), not {steps}; resume it with --steps {state['total_steps']}"
+        )
 
 
 def _lr(step: int, total: int, peak: float, warmup: int = 100) -> float:
@@ -364,8 +389,22 @@ def _lr(step: int, total: int, peak: float, warmup: int = 100) -> float:
     return peak * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac)))
 
 
-def save_checkpoint(model: Any, processor: Any, out: Path) -> None:
-    """``save_pretrained`` layout (model + processor + ``egr_config.json``) into ``out``."""
+#: Length of recipe 2's run (its learning-rate schedule); the shipped weights are its last step.
+RECIPE_STEPS = 20_000
+
+#: Written next to the weights: the recipe version (and seed, step) that made them.
+RECIPE_FILE = "reader_recipe.json"
+
+
+class RecipeMismatchError(RuntimeError):
+    """A training state made by another recipe version than this code's."""
+
+
+def save_checkpoint(
+    model: Any, processor: Any, out: Path, meta: dict[str, Any] | None = None
+) -> None:
+    """``save_pretrained`` layout (model + processor + ``egr_config.json`` +
+    ``reader_recipe.json``) into ``out``."""
     from egr.reader import READER_EGG_KNOBS
     from egr_core.loading import EGG_DEFAULTS_FILE
 
@@ -373,6 +412,7 @@ def save_checkpoint(model: Any, processor: Any, out: Path) -> None:
     model.save_pretrained(tmp)
     processor.save_pretrained(tmp)
     (tmp / EGG_DEFAULTS_FILE).write_text(json.dumps(READER_EGG_KNOBS, indent=2) + "\n")
+    (tmp / RECIPE_FILE).write_text(json.dumps({"recipe": RECIPE, **(meta or {})}, indent=2) + "\n")
     if out.exists():
         old = out.with_name(out.name + ".old")
         out.rename(old)
@@ -388,9 +428,11 @@ def export_state(state_path: str | Path, out: str | Path, seed: int = 0) -> Path
     """Write the ``save_pretrained`` checkpoint of a training state file (e.g. mid-run)."""
     processor = build_processor()
     model = build_model(processor, seed)
-    model.load_state_dict(torch.load(state_path, weights_only=False)["model"])
+    state = torch.load(state_path, weights_only=False)
+    _check_recipe(state, state_path)
+    model.load_state_dict(state["model"])
     model.eval()
-    save_checkpoint(model, processor, Path(out))
+    save_checkpoint(model, processor, Path(out), {"seed": seed, "step": state["step"]})
     return Path(out)
 
 
@@ -399,7 +441,7 @@ def train_reader(
     *,
     minutes: float,
     seed: int = 0,
-    steps: int = 3600,
+    steps: int = RECIPE_STEPS,
     lr: float = 1.5e-3,
     ckpt_every: int = 100,
     log_every: int = 20,
@@ -446,6 +488,7 @@ def train_reader(
     step = 0
     if state_path.exists():
         state = torch.load(state_path, weights_only=False)
+        _check_recipe(state, state_path, steps)
         model.load_state_dict(state["model"])
         step = state["step"]
         head = state.get("char_head", {})
@@ -487,14 +530,17 @@ def train_reader(
             )  # fmt: skip
             t0, n_ex, run_loss = time.monotonic(), 0, 0.0
         if step % ckpt_every == 0:
-            _save_state(state_path, model, char_head, opt, step)
+            _save_state(state_path, model, char_head, opt, step, steps)
         if evals and step % eval_every == 0:
             accs = {t: evaluate(model, processor, ex) for t, ex in evals.items()}
-            log.info("eval step %d %s", step, " ".join(f"{k}={v:.3f}" for k, v in accs.items()))
+            log.info(
+                "eval step %d %s", step,
+                " ".join(f"{k}={em:.3f} {k}_chars={ch:.3f}" for k, (em, ch) in accs.items()),
+            )  # fmt: skip
             t0 = time.monotonic()
-    _save_state(state_path, model, char_head, opt, step)
+    _save_state(state_path, model, char_head, opt, step, steps)
     model.eval()
-    save_checkpoint(model, processor, out / "model")
+    save_checkpoint(model, processor, out / "model", {"seed": seed, "step": step})
     log.info(
         "saved %s at step %d (phases start at %s)", out / "model", step, [p.start for p in PHASES]
     )
