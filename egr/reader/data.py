@@ -37,7 +37,6 @@ from egr_core.imaging import legible_crops
 from egr_core.synth import KINDS, SynthDocument, SynthField, TextSpan, generate
 from egr_core.types import Box
 
-from . import READER_EGG_KNOBS as KNOBS
 from .model import MAX_TOKENS_PER_IMAGE, TOKEN_PX
 
 TRANSCRIBE_PROMPT = "Transcribe:"
@@ -122,6 +121,9 @@ def fit_tokens(img: Image.Image) -> Image.Image:
     return img.resize((cols * TOKEN_PX, rows * TOKEN_PX))
 
 
+#: Crop geometry of recipe 2 (fixed with the recipe, whatever EGG knobs the checkpoint ships):
+#: the legible scale (px/pt), the longest crop side (px) and the region's padding across.
+LEGIBLE_SCALE, CROP_PX, CROP_PAD = 5.0, 616, 0.1
 #: Training crops render at the legible scale times a factor in this range (scale jitter).
 SCALE_JITTER = (0.85, 1.2)
 #: Window heights (points) of training crops, around the reader's ``crop_window_pt``.
@@ -149,10 +151,10 @@ def egg_crop_rect(
         min((x1 + gx[1]) / w, 1.0), min((y1 + gy[1]) / h, 1.0),
     )  # fmt: skip
     peak = (((x0 + x1) / 2 + rng.gauss(0, 10)) / w, ((y0 + y1) / 2 + rng.gauss(0, 6)) / h)
-    scale = KNOBS["legible_scale"] * rng.uniform(*SCALE_JITTER)
+    scale = LEGIBLE_SCALE * rng.uniform(*SCALE_JITTER)
     crops = legible_crops(
-        region, peak, (w, h), scale=scale, max_long_px=KNOBS["crop_pixels"],
-        window_pt=rng.uniform(*WINDOW_JITTER), pad=KNOBS["crop_pad"], max_crops=3,
+        region, peak, (w, h), scale=scale, max_long_px=CROP_PX,
+        window_pt=rng.uniform(*WINDOW_JITTER), pad=CROP_PAD, max_crops=3,
     )  # fmt: skip
 
     def overlap(b: Box) -> float:
