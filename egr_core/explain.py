@@ -20,7 +20,7 @@ import inspect
 import time
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
@@ -31,14 +31,16 @@ from egr_core.adapters import PreparedInputs, VLMAdapter, get_adapter
 from egr_core.adapters.base import ImageCache
 from egr_core.config import EgrConfig
 from egr_core.errors import InputError, TokenLayoutMismatchError
-from egr_core.imaging import CropFn, crop_box, crop_long_side, raster_crop_fn
+from egr_core.imaging import CropFn, crop_box, crop_long_side, legible_crops, raster_crop_fn
 from egr_core.relevance import entropy_gradient, frozen
 from egr_core.targets import check_finite, next_token_entropy
 from egr_core.types import Box, GroundedAnswer, Question, Region, RelevanceGrid, Status, ZoomRound
-from egr_core.zoom import RoundOutcome, zoom_loop
+from egr_core.zoom import RoundOutcome, ZoomTrail, zoom_loop
 
 #: Smallest image side (px) accepted when the adapter does not declare ``min_image_side``.
 DEFAULT_MIN_IMAGE_SIDE = 28
+#: Most legible windows cut for one region wider than a window.
+MAX_WINDOWS_PER_REGION = 3
 #: Preprocessed images kept per ``ground`` call (page + K crops per round for several rounds).
 PREPROCESS_CACHE_SIZE = 32
 
@@ -49,6 +51,8 @@ class _Call:
 
     page: Image.Image
     crop_fn: CropFn
+    #: the page's size in points (legible-scale crops); the page image's pixels when unknown
+    page_pt: tuple[float, float]
     images: ImageCache = field(default_factory=lambda: ImageCache(PREPROCESS_CACHE_SIZE))
     features: dict[Any, torch.Tensor] = field(default_factory=dict)
     crops: dict[tuple[float, ...], Image.Image] = field(default_factory=dict)
@@ -61,6 +65,24 @@ class _RoundData:
     entropy: float
     grids: tuple[RelevanceGrid, ...]
     timings_ms: dict[str, float]
+
+
+def answer_round(trail: ZoomTrail[Any], rule: str, min_rounds: int = 0) -> int:
+    """Which round's inputs the answer is generated from.
+
+    "last": the last accepted round (the paper). "confident": among the accepted rounds (the
+    first ``min_rounds`` zoom rounds are always candidates over the page-only round), the one
+    whose first-answer-token entropy is lowest; a later round wins a tie, so a zoom that did not
+    make the model less sure still answers from the crops.
+    """
+    if rule == "last":
+        return trail.accepted
+    first = min(min_rounds, trail.accepted)
+    best = first
+    for i in range(first, trail.accepted + 1):
+        if trail.rounds[i].entropy <= trail.rounds[best].entropy:
+            best = i
+    return best
 
 
 def _ms(t0: float) -> float:
@@ -112,6 +134,7 @@ class EntropyGradientGrounding:
         page: Image.Image,
         questions: Sequence[Question | str],
         crop_fn: CropFn | None = None,
+        page_size_pt: tuple[float, float] | None = None,
     ) -> list[GroundedAnswer]:
         """Answer every question about one page view, with evidence (or plainly if max_rounds=0).
 
@@ -119,6 +142,9 @@ class EntropyGradientGrounding:
             page: the page view (PIL image).
             questions: Question objects or plain strings (ids "q0", "q1", ... are assigned).
             crop_fn: ``(page_box, long_side_px) -> image``; defaults to a raster crop of ``page``.
+            page_size_pt: the page's (width, height) in PDF points, for crops at the model's
+                legible scale (``EgrConfig.legible_scale``); when None, one page-image pixel
+                counts as one point.
 
         Raises:
             InputError: empty question, no questions, or an image too small for the processor.
@@ -126,7 +152,8 @@ class EntropyGradientGrounding:
         """
         qs = self._questions(questions)
         self._check_image(page, "page image")
-        call = _Call(page.convert("RGB"), crop_fn or raster_crop_fn(page))
+        pt = page_size_pt or (float(page.width), float(page.height))
+        call = _Call(page.convert("RGB"), crop_fn or raster_crop_fn(page), pt)
         with frozen(self.model):
             return [self._ground_one(call, q) for q in qs]
 
@@ -134,7 +161,7 @@ class EntropyGradientGrounding:
         """First-answer-token entropy for [page] + question: one forward, no backward."""
         (q,) = self._questions([question])
         self._check_image(page, "page image")
-        call = _Call(page.convert("RGB"), raster_crop_fn(page))
+        call = _Call(page.convert("RGB"), raster_crop_fn(page), (page.width, page.height))
         with frozen(self.model), torch.no_grad():
             prep, embeds, _ = self._embed(call, [call.page], q.text)
             logits = self.adapter.next_token_logits(self.model, prep, embeds)  # (1, V)
@@ -167,7 +194,8 @@ class EntropyGradientGrounding:
             )
 
     def _crop(self, call: _Call, box: Box) -> Image.Image:
-        long_side = crop_long_side(box, call.page.size, self.config)
+        size = call.page_pt if self.config.legible_scale is not None else call.page.size
+        long_side = crop_long_side(box, size, self.config)
         key = (*box.as_tuple(), long_side)
         if key not in call.crops:
             img = call.crop_fn(box, long_side).convert("RGB")
@@ -242,6 +270,21 @@ class EntropyGradientGrounding:
         )
         return _RoundData(prep, embeds, eg.entropy, grids, timings)
 
+    def _forward(self, call: _Call, q: Question, crops: tuple[Box, ...]) -> _RoundData:
+        """A round without a map: [page, crops...] forward for the first-token entropy only."""
+        t = time.perf_counter()
+        images = [call.page, *(self._crop(call, b) for b in crops)]
+        crop_ms = _ms(t)
+        prep, embeds, timings = self._embed(call, images, q.text)
+        timings["crop_ms"] = crop_ms
+        t = time.perf_counter()
+        with torch.no_grad():
+            logits = self.adapter.next_token_logits(self.model, prep, embeds)  # (1, V)
+        self.stats["forwards"] += 1
+        h = check_finite(next_token_entropy(logits)[0], f"question {q.question_id!r}")
+        timings["forward_ms"] = _ms(t)
+        return _RoundData(prep, embeds, h, (), timings)
+
     def _regions(self, grids: Sequence[RelevanceGrid], rnd: int) -> tuple[list[Region], float]:
         """Top-K regions pooled over blocks, and the SE of the block holding the top region."""
         cfg = self.config
@@ -258,20 +301,33 @@ class EntropyGradientGrounding:
             ses.append(a.spatial_entropy)
             for c in a.components:
                 box = block.cell_box(c.r0, c.c0, c.r1, c.c1)
-                found.append((Region(box, c.score, block.image_index, rnd), bi))
+                pk = block.cell_box(c.peak[0], c.peak[1], c.peak[0], c.peak[1])
+                peak = ((pk.x0 + pk.x1) / 2, (pk.y0 + pk.y1) / 2)
+                found.append((Region(box, c.score, block.image_index, rnd, peak), bi))
         found.sort(key=lambda rb: (-rb[0].score, rb[1], rb[0].box.y0, rb[0].box.x0))
         top = found[: cfg.top_k]
         se = ses[top[0][1]] if top else (ses[0] if ses else float("inf"))
         return [r for r, _ in top], se
 
-    def _next_crops(self, call: _Call, top: Sequence[Region]) -> tuple[Box, ...]:
-        aspect = call.page.width / call.page.height
+    def _next_crops(self, call: _Call, top: Sequence[Region]) -> tuple[tuple[Box, Region], ...]:
+        """The crops of the next round, each with the region it was cut for, in rank order."""
         cfg = self.config
-        boxes = [
-            crop_box(r.box, pad=cfg.crop_pad, min_side=cfg.min_crop, page_aspect=aspect)
-            for r in top
-        ]
-        return tuple(dict.fromkeys(boxes))  # drop exact duplicates, keep rank order
+        out: dict[Box, Region] = {}
+        for r in top:
+            if cfg.legible_scale is None:
+                aspect = call.page.width / call.page.height
+                boxes: tuple[Box, ...] = (
+                    crop_box(r.box, pad=cfg.crop_pad, min_side=cfg.min_crop, page_aspect=aspect),
+                )
+            else:
+                boxes = legible_crops(
+                    r.box, r.peak, call.page_pt, scale=cfg.legible_scale,
+                    max_long_px=cfg.crop_pixels, window_pt=cfg.crop_window_pt,
+                    pad=cfg.crop_pad, max_crops=MAX_WINDOWS_PER_REGION,
+                )  # fmt: skip
+            for b in boxes:
+                out.setdefault(b, r)  # drop exact duplicates, keep rank order
+        return tuple(out.items())
 
     def _generate(self, data: _RoundData) -> tuple[str, float]:
         t = time.perf_counter()
@@ -318,11 +374,24 @@ class EntropyGradientGrounding:
             return RoundOutcome(crops, tuple(top), se, data, data.entropy)
 
         cfg = self.config
+        sources: dict[Box, Region] = {}  # crop -> the region it was cut for
+
+        def next_crops(top: Sequence[Region]) -> tuple[Box, ...]:
+            pairs = self._next_crops(call, top)
+            sources.update(pairs)
+            return tuple(b for b, _ in pairs)
+
+        def light_round(rnd: int, crops: tuple[Box, ...]) -> RoundOutcome[_RoundData]:
+            data = self._forward(call, q, crops)
+            return RoundOutcome(crops, (), float("nan"), data, data.entropy)
+
         trail = zoom_loop(
-            run_round, lambda top: self._next_crops(call, top), cfg.max_rounds,
+            run_round, next_crops, cfg.max_rounds,
             rule=cfg.stop_rule, tau=cfg.stop_tau, min_rounds=cfg.min_rounds,
+            light_round=light_round,
         )  # fmt: skip
-        final = trail.final
+        chosen = answer_round(trail, cfg.answer_round, cfg.min_rounds)
+        final = trail.rounds[chosen]
         answer, gen_ms = self._generate(final.payload)
         rounds = tuple(
             ZoomRound(
@@ -336,6 +405,10 @@ class EntropyGradientGrounding:
             )
             for i, o in enumerate(trail.rounds)
         )
+        if final.crops:  # what the answer was read through: the crops, with their regions
+            evidence = tuple(replace(sources[b], crop=b) for b in final.crops)
+        else:
+            evidence = final.regions
         totals: dict[str, float] = {}
         for r in rounds:
             for k, v in r.timings_ms.items():
@@ -346,15 +419,16 @@ class EntropyGradientGrounding:
             question_id=q.question_id,
             question=q.text,
             answer=answer,
-            status=Status.OK if final.regions else Status.NO_EVIDENCE,
+            status=Status.OK if evidence else Status.NO_EVIDENCE,
             entropy_before=rounds[0].entropy,
             entropy_after=final.payload.entropy,
             rounds=rounds,
-            evidence=final.regions,
+            evidence=evidence,
             stop_reason=trail.stop_reason,
             timings_ms=totals,
             extra={
                 "accepted_round": trail.accepted,
+                "answer_round": chosen,
                 "final_crops": [b.as_tuple() for b in final.crops],
                 "config_hash": self.config_hash,
             },

@@ -160,6 +160,9 @@ class Region:
     round: int
     #: where the smoothed map peaks inside the region (normalised page x, y), when known
     peak: tuple[float, float] | None = None
+    #: as evidence of an answer: the crop (page box) the answer was read through, cut for this
+    #: region; None when the answer came from the page view alone
+    crop: Box | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,7 +185,9 @@ class GroundedAnswer:
     entropy_before: float
     entropy_after: float
     rounds: tuple[ZoomRound, ...]
-    evidence: tuple[Region, ...]  # final top-K, ranked
+    #: what the answer was read through, ranked: the answering round's crops (``Region.crop``)
+    #: with the regions they were cut for; the page-view regions when it answered from the page
+    evidence: tuple[Region, ...]
     stop_reason: str  # "se_increase" | "max_rounds" | "no_region" | "confident" | "plain"
     timings_ms: dict[str, float] = field(default_factory=dict)
     error: str | None = None

@@ -76,6 +76,7 @@ def zoom_loop(
     rule: str = "spatial_entropy",
     tau: float = 0.5,
     min_rounds: int = 0,
+    light_round: Callable[[int, tuple[Box, ...]], RoundOutcome[P]] | None = None,
 ) -> ZoomTrail[P]:
     """Run round 0 on the page, then zoom while the stop rule allows (default: while the spatial
     entropy strictly decreases).
@@ -87,6 +88,10 @@ def zoom_loop(
         rule: "spatial_entropy" (the paper's), "fixed" or "confidence" (see the module text).
         tau: the "confidence" rule's entropy threshold in nats.
         min_rounds: zoom rounds accepted before the stop rule applies (<= ``max_rounds``).
+        light_round: optional ``(round_index, crop_boxes) -> RoundOutcome`` without a map (no
+            regions, no spatial entropy: a forward pass for the round's entropy only). Used for
+            the last round when nothing reads its map: no further round would cut crops from it
+            and the stop rule does not compare its spatial entropy. That round is accepted.
 
     Returns:
         The trail of rounds, the accepted index and the stop reason.
@@ -104,6 +109,9 @@ def zoom_loop(
         if rule == "confidence" and not free and rounds[accepted].entropy <= tau:
             return ZoomTrail(tuple(rounds), accepted, STOP_CONFIDENT)
         crops = next_crops(rounds[accepted].regions)
+        if light_round is not None and i == max_rounds and (free or rule != "spatial_entropy"):
+            rounds.append(light_round(i, crops))
+            return ZoomTrail(tuple(rounds), i, STOP_MAX_ROUNDS)
         outcome = run_round(i, crops)
         rounds.append(outcome)
         if not outcome.regions:

@@ -62,7 +62,10 @@ def ask(
         image = render(page)
         geom = doc.page_geometry(page)
         (ans,) = egg.ground(
-            image, [question], lambda box, px: doc.render_clip(page, box, long_side_px=px)
+            image,
+            [question],
+            lambda box, px: doc.render_clip(page, box, long_side_px=px),
+            page_size_pt=(float(geom.width_pt), float(geom.height_pt)),
         )
 
         def region(rank: int, r: Any) -> dict[str, Any]:
@@ -74,7 +77,10 @@ def ask(
                 "box_pt": [round(v, 2) for v in geom.box_to_points(r.box)],
                 "box": [round(v, 5) for v in r.box.as_tuple()],
                 "score": r.score,
-                "text": doc.text_in_box(page, r.box),
+                "crop_pt": (
+                    [round(v, 2) for v in geom.box_to_points(r.crop)] if r.crop else None
+                ),
+                "text": doc.text_in_box(page, r.crop or r.box),
             }
 
         return {
@@ -101,6 +107,7 @@ def ask(
                 for z in ans.rounds
             ],
             "accepted_round": ans.extra.get("accepted_round"),
+            "answer_round": ans.extra.get("answer_round"),
             "model_id": model,
             "model_type": vlm.model_type,
             "config": cfg.to_dict(),

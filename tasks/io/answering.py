@@ -69,7 +69,12 @@ def ground_page(
     grounder: Any, view: DocView, page: int, questions: Sequence[Question]
 ) -> list[tuple[int, GroundedAnswer]]:
     """Ground every question on one page; crops are re-rendered losslessly from the PDF."""
-    answers = grounder.ground(view.image(page), list(questions), crop_fn=view.crop_fn(page))
+    answers = grounder.ground(
+        view.image(page),
+        list(questions),
+        crop_fn=view.crop_fn(page),
+        page_size_pt=view.size_pt(page),
+    )
     return [(page, a) for a in answers]
 
 

@@ -278,6 +278,11 @@ class DocView:
     def geometry(self, i: int) -> Any:
         return self.pdf.page_geometry(i)
 
+    def size_pt(self, i: int) -> tuple[float, float]:
+        """The displayed page's (width, height) in points (for legible-scale crops)."""
+        g = self.pdf.page_geometry(i)
+        return (float(g.width_pt), float(g.height_pt))
+
 
 @contextlib.contextmanager
 def open_view(doc: RasterizedDoc) -> Iterator[DocView]:

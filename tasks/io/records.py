@@ -111,18 +111,30 @@ def _finite(x: float | None) -> float | None:
     return None if math.isnan(x) else x
 
 
-def _box_cols(box: Box, size: HasPageSize) -> Row:
+def _box_cols(box: Box | None, size: HasPageSize, prefix: str = "") -> Row:
+    """The ``*_n`` and ``*_pt`` columns of ``box`` (all null when ``box`` is None)."""
     w, h = float(size.width_pt), float(size.height_pt)
-    return {
-        "x0_n": box.x0,
-        "y0_n": box.y0,
-        "x1_n": box.x1,
-        "y1_n": box.y1,
-        "x0_pt": box.x0 * w,
-        "y0_pt": box.y0 * h,
-        "x1_pt": box.x1 * w,
-        "y1_pt": box.y1 * h,
-    }
+    out: Row = {}
+    values = box.as_tuple() if box is not None else (None,) * 4
+    for name, v, side in zip(("x0", "y0", "x1", "y1"), values, (w, h, w, h), strict=True):
+        out[f"{prefix}{name}_n"] = v
+        out[f"{prefix}{name}_pt"] = None if v is None else v * side
+    return out
+
+
+def _rounds_json(rounds: Sequence[ZoomRound]) -> str:
+    """Every round's crops (normalised page boxes) and entropies, for the answers table."""
+    return json.dumps(
+        [
+            {
+                "round": r.round,
+                "entropy": _finite(r.entropy),
+                "spatial_entropy": _finite(r.spatial_entropy),
+                "crops": [[round(v, 6) for v in b.as_tuple()] for b in r.crops],
+            }
+            for r in rounds
+        ]
+    )
 
 
 def png_bytes(image: Image.Image | bytes | None) -> bytes | None:
@@ -193,6 +205,8 @@ def answer_rows(
             "n_rounds": len(grounded.rounds),
             "n_evidence": len(grounded.evidence),
             "stop_reason": grounded.stop_reason,
+            "answer_round": grounded.extra.get("answer_round"),
+            "rounds": _rounds_json(grounded.rounds),
             "latency_ms": _latency(grounded.timings_ms),
             "timings": json.dumps(grounded.timings_ms, sort_keys=True),
         }
@@ -216,6 +230,7 @@ def _evidence_row(
     text_fn: TextFn | None,
     crop_fn: CropPngFn | None,
 ) -> Row:
+    shown = region.crop or region.box
     return {
         **prov,
         **item,
@@ -224,10 +239,12 @@ def _evidence_row(
         "round": region.round,
         "block": region.block,
         **_box_cols(region.box, page),
+        **_box_cols(region.crop, page, "crop_"),
         "score": _finite(region.score),
         "spatial_entropy": _round_se(rounds, region.round),
-        "evidence_text": text_fn(region.box) if text_fn is not None else None,
-        "crop_png": png_bytes(crop_fn(region.box)) if crop_fn is not None else None,
+        # what the model read: the crop when the answer came from one, else the region
+        "evidence_text": text_fn(shown) if text_fn is not None else None,
+        "crop_png": png_bytes(crop_fn(shown)) if crop_fn is not None else None,
     }
 
 

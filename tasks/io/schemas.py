@@ -15,7 +15,9 @@ from __future__ import annotations
 import pyarrow as pa
 
 #: Bumped when a column is added, removed or changes meaning.
-SCHEMA_VERSION = "2"  # 2: documents.n_pages_processed, documents.truncated
+#: 2: documents.n_pages_processed, documents.truncated; 3: answers.answer_round, answers.rounds,
+#: evidence.crop_* (the crop an answer was read through)
+SCHEMA_VERSION = "3"
 
 _TS = pa.timestamp("us", tz="UTC")
 
@@ -30,6 +32,8 @@ PROVENANCE: list[pa.Field] = [
 
 _BOX_N = [pa.field(f"{c}_n", pa.float64()) for c in ("x0", "y0", "x1", "y1")]
 _BOX_PT = [pa.field(f"{c}_pt", pa.float64()) for c in ("x0", "y0", "x1", "y1")]
+_CROP_N = [pa.field(f"crop_{c}_n", pa.float64()) for c in ("x0", "y0", "x1", "y1")]
+_CROP_PT = [pa.field(f"crop_{c}_pt", pa.float64()) for c in ("x0", "y0", "x1", "y1")]
 
 
 def _schema(fields: list[pa.Field], table: str) -> pa.Schema:
@@ -99,6 +103,8 @@ ANSWERS = _schema(
         pa.field("n_rounds", pa.int32()),
         pa.field("n_evidence", pa.int32()),
         pa.field("stop_reason", pa.string()),
+        pa.field("answer_round", pa.int32()),  # the round whose inputs the answer was read from
+        pa.field("rounds", pa.string()),  # JSON [{round, entropy, spatial_entropy, crops}]
         pa.field("latency_ms", pa.float64()),
         pa.field("timings", pa.string()),  # JSON {stage: ms}
     ],
@@ -116,6 +122,8 @@ EVIDENCE = _schema(
         pa.field("block", pa.int32(), nullable=False),  # 0 = page view, 1.. = crops
         *_BOX_N,
         *_BOX_PT,
+        *_CROP_N,  # the crop the answer was read through (null: read from the page view)
+        *_CROP_PT,
         pa.field("score", pa.float64()),
         pa.field("spatial_entropy", pa.float64()),  # SE of the round the region came from
         pa.field("evidence_text", pa.string()),

@@ -85,8 +85,9 @@ def test_zoom_loop_converges_on_the_top_region() -> None:
     assert final_crops and all(c.contains(RED_BOX) for c in final_crops)
     distractor = Box(16 / 256, 176 / 256, 48 / 256, 208 / 256)
     assert all(c.intersection(distractor) == 0 for c in final_crops)
-    top = ans.evidence[0]
-    assert top.block >= 1 and top.round == accepted  # found inside a crop, reported on the page
+    top = ans.evidence[0]  # what the answer was read through: a final crop and its region
+    assert top.crop == final_crops[0] and top.crop.contains(RED_BOX)
+    assert top.round == accepted - 1  # the region the crop was cut for
     assert iou(top.box, RED_BOX) > 0.8
     assert ans.entropy_after < ans.entropy_before
     assert ans.status is Status.OK and len(ans.evidence) == 1
