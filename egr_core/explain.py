@@ -301,7 +301,12 @@ class EntropyGradientGrounding:
             ses.append(a.spatial_entropy)
             for c in a.components:
                 box = block.cell_box(c.r0, c.c0, c.r1, c.c1)
-                pk = block.cell_box(c.peak[0], c.peak[1], c.peak[0], c.peak[1])
+                rows, cols = block.scores.shape
+                pr, pc = c.peak[0] / rows, c.peak[1] / cols  # in (0, 1): cell centres
+                e = 1e-6
+                pk = layout.cell_to_page(
+                    Box(pc - e, pr - e, pc + e, pr + e), block.image_box, block.source_box
+                )
                 peak = ((pk.x0 + pk.x1) / 2, (pk.y0 + pk.y1) / 2)
                 found.append((Region(box, c.score, block.image_index, rnd, peak), bi))
         found.sort(key=lambda rb: (-rb[0].score, rb[1], rb[0].box.y0, rb[0].box.x0))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -90,10 +89,11 @@ def legible_crops(
     """The crops that show ``region`` at the model's legible scale (method.md section 3).
 
     A crop is a window at most ``max_long_px / scale`` points wide and ``window_pt`` points tall,
-    so rendered at ``scale`` px per point it fits the crop budget. It is centred on the region in
-    x and on the map's ``peak`` in y (the region's centre when there is no peak). A padded region
-    wider than one window is covered by several windows side by side (at most ``max_crops``,
-    spread evenly), never by one window too coarse to read. Windows are moved inside the page.
+    so rendered at ``scale`` px per point it fits the crop budget. The first window is centred on
+    the map's ``peak`` (the region's centre when there is no peak). A padded region wider than one
+    window also gets windows over the rest of its width, side by side, nearest to the peak first
+    (at most ``max_crops`` in all), never one window too coarse to read. Windows stay inside the
+    page.
 
     Args:
         region: the region's normalised page box.
@@ -110,19 +110,24 @@ def legible_crops(
     win_h = min(window_pt / h_pt, max_long_px / scale / h_pt, 1.0)
     x0 = max(region.x0 - pad * region.width, 0.0)
     x1 = min(region.x1 + pad * region.width, 1.0)
-    cy = peak[1] if peak is not None else (region.y0 + region.y1) / 2
+    cx, cy = peak if peak is not None else ((x0 + x1) / 2, (region.y0 + region.y1) / 2)
     y0, y1 = _grow(cy - 1e-9, cy + 1e-9, win_h)
-    n = min(max(1, math.ceil((x1 - x0) / win_w - 1e-9)), max(1, max_crops))
-    if n == 1:
-        centres = [(x0 + x1) / 2]
-    else:  # windows side by side over [x0, x1], the first and last flush with its ends
-        step = (x1 - x0 - win_w) / (n - 1)
-        centres = [x0 + win_w / 2 + i * step for i in range(n)]
-    out = []
-    for cx in centres:
-        a, b = _grow(cx - 1e-9, cx + 1e-9, win_w)
-        out.append(Box(a, y0, b, y1))
-    return tuple(dict.fromkeys(out))
+
+    def window(x: float) -> Box:
+        a, b = _grow(x - 1e-9, x + 1e-9, win_w)
+        return Box(a, y0, b, y1)
+
+    first = window(cx)
+    extra = []  # the rest of a wide region: windows side by side out from the first
+    left, right = first.x0, first.x1
+    while left > x0 + 1e-9 and len(extra) < 8:
+        extra.append(window(max(left - win_w / 2, win_w / 2)))
+        left -= win_w
+    while right < x1 - 1e-9 and len(extra) < 16:
+        extra.append(window(min(right + win_w / 2, 1.0 - win_w / 2)))
+        right += win_w
+    extra.sort(key=lambda t: abs((t.x0 + t.x1) / 2 - cx))  # nearest to the peak first
+    return tuple(dict.fromkeys([first, *extra]))[: max(1, max_crops)]
 
 
 def target_size(box: Box, page_size: tuple[int, int], long_side_px: int) -> tuple[int, int]:

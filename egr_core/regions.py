@@ -33,8 +33,10 @@ class Component:
     r1: int  # inclusive
     c1: int  # inclusive
     n_cells: int
-    #: the cell (row, column) where the smoothed map peaks inside the component
-    peak: tuple[int, int] = (0, 0)
+    #: where the smoothed map peaks inside the component, in cell units (row, column; the centre
+    #: of cell (r, c) is (r + 0.5, c + 0.5)): the centroid of the smoothed map over the 3 x 3
+    #: cells of the component around its maximum, so a peak between two cells lies between them
+    peak: tuple[float, float] = (0.5, 0.5)
 
 
 def smooth(raw: np.ndarray, sigma: float) -> np.ndarray:
@@ -96,6 +98,19 @@ def label(mask: np.ndarray, connectivity: int) -> tuple[np.ndarray, int]:
     return labels, int(n)
 
 
+def _peak(smoothed: np.ndarray, cells: np.ndarray) -> tuple[float, float]:
+    """Sub-cell peak of ``smoothed`` inside the ``cells`` mask (see :attr:`Component.peak`)."""
+    r, c = np.unravel_index(int(np.argmax(np.where(cells, smoothed, -np.inf))), cells.shape)
+    r0, r1 = max(r - 1, 0), min(r + 2, cells.shape[0])
+    c0, c1 = max(c - 1, 0), min(c + 2, cells.shape[1])
+    w = np.where(cells[r0:r1, c0:c1], smoothed[r0:r1, c0:c1], 0.0)
+    w = np.clip(w - w[w > 0].min() if (w > 0).any() else w, 0.0, None)  # relative to the rim
+    if w.sum() <= 0:
+        return (r + 0.5, c + 0.5)
+    rows, cols = np.mgrid[r0:r1, c0:c1]
+    return (float((w * rows).sum() / w.sum()) + 0.5, float((w * cols).sum() / w.sum()) + 0.5)
+
+
 def components(raw: np.ndarray, smoothed: np.ndarray, tau: float) -> list[Component]:
     """4-connected components of ``smoothed > tau``, scored by the sum of the *raw* map.
 
@@ -116,7 +131,7 @@ def components(raw: np.ndarray, smoothed: np.ndarray, tau: float) -> list[Compon
         if sl is None:
             continue
         cells = labels == k  # (R, C) bool
-        pr, pc = np.unravel_index(int(np.argmax(np.where(cells, smoothed, -np.inf))), cells.shape)
+        peak = _peak(smoothed, cells)
         out.append(
             Component(
                 score=float(raw[cells].sum()),
@@ -125,7 +140,7 @@ def components(raw: np.ndarray, smoothed: np.ndarray, tau: float) -> list[Compon
                 r1=sl[0].stop - 1,
                 c1=sl[1].stop - 1,
                 n_cells=int(cells.sum()),
-                peak=(int(pr), int(pc)),
+                peak=peak,
             )
         )
     assert len(out) == n

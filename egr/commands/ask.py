@@ -77,9 +77,7 @@ def ask(
                 "box_pt": [round(v, 2) for v in geom.box_to_points(r.box)],
                 "box": [round(v, 5) for v in r.box.as_tuple()],
                 "score": r.score,
-                "crop_pt": (
-                    [round(v, 2) for v in geom.box_to_points(r.crop)] if r.crop else None
-                ),
+                "crop_pt": ([round(v, 2) for v in geom.box_to_points(r.crop)] if r.crop else None),
                 "text": doc.text_in_box(page, r.crop or r.box),
             }
 

@@ -5,7 +5,16 @@ from __future__ import annotations
 import pytest
 from PIL import Image
 
-from egr_core.imaging import box_to_pixels, crop_box, image_key, raster_crop_fn, target_size
+from egr_core.config import EgrConfig
+from egr_core.imaging import (
+    box_to_pixels,
+    crop_box,
+    crop_long_side,
+    image_key,
+    legible_crops,
+    raster_crop_fn,
+    target_size,
+)
 from egr_core.types import Box
 
 
@@ -43,3 +52,58 @@ def test_image_key_is_stable_for_identical_pixels() -> None:
     assert image_key(a) == image_key(b)
     b.putpixel((0, 0), (0, 0, 0))
     assert image_key(a) != image_key(b)
+
+
+# ---------------------------------------------------------------- legible windows
+
+
+def _pt(b: Box, page: tuple[float, float]) -> tuple[float, float, float, float]:
+    return (b.x0 * page[0], b.y0 * page[1], b.x1 * page[0], b.y1 * page[1])
+
+
+def test_legible_window_is_centred_on_the_peak_and_fits_the_budget() -> None:
+    page = (612.0, 792.0)
+    region = Box(0.5, 0.2, 0.6, 0.25)  # 61 x 40 pt: narrower than one window
+    (w,) = legible_crops(
+        region, (0.55, 0.22), page, scale=5.0, max_long_px=616, window_pt=72.0, pad=0.1,
+        max_crops=3,
+    )  # fmt: skip
+    x0, y0, x1, y1 = _pt(w, page)
+    assert x1 - x0 == pytest.approx(616 / 5.0) and y1 - y0 == pytest.approx(72.0)
+    assert (x0 + x1) / 2 == pytest.approx(0.55 * 612) and (y0 + y1) / 2 == pytest.approx(0.22 * 792)
+    assert crop_long_side(w, page, EgrConfig(legible_scale=5.0, crop_pixels=616)) == 616
+
+
+def test_a_region_wider_than_a_window_gets_several_windows_peak_first() -> None:
+    page = (612.0, 792.0)
+    region = Box(0.1, 0.5, 0.9, 0.55)  # 490 pt wide: four windows at least
+    wins = legible_crops(
+        region, (0.7, 0.52), page, scale=5.0, max_long_px=616, window_pt=72.0, pad=0.0,
+        max_crops=8,
+    )  # fmt: skip
+    assert 4 <= len(wins) <= 5
+    assert wins[0].x0 < 0.7 < wins[0].x1  # the peak's window comes first
+    covered = min(w.x0 for w in wins), max(w.x1 for w in wins)
+    assert covered[0] <= 0.1 + 1e-6 and covered[1] >= 0.9 - 1e-6  # the whole region is shown
+    assert all(w.width * 612 == pytest.approx(616 / 5.0) for w in wins)  # none coarser
+    (one,) = legible_crops(
+        region, (0.7, 0.52), page, scale=5.0, max_long_px=616, window_pt=72.0, pad=0.0,
+        max_crops=1,
+    )  # fmt: skip
+    assert one == wins[0]
+    two = legible_crops(
+        region, (0.7, 0.52), page, scale=5.0, max_long_px=616, window_pt=72.0, pad=0.0,
+        max_crops=2,
+    )  # fmt: skip
+    assert two == wins[:2] and abs((two[1].x0 + two[1].x1) / 2 - 0.7) < 0.21
+
+
+def test_windows_stay_on_the_page() -> None:
+    page = (595.0, 842.0)
+    for peak in ((0.0, 0.0), (1.0, 1.0), (0.02, 0.99)):
+        for w in legible_crops(
+            Box(0.0, 0.0, 1.0, 0.05), peak, page, scale=4.0, max_long_px=448, window_pt=60.0,
+            pad=0.1, max_crops=3,
+        ):  # fmt: skip
+            assert 0.0 <= w.x0 < w.x1 <= 1.0 and 0.0 <= w.y0 < w.y1 <= 1.0
+            assert w.width * 595 == pytest.approx(448 / 4.0)
