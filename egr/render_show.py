@@ -9,6 +9,7 @@ plotting library).
 from __future__ import annotations
 
 import io
+import json
 import logging
 import math
 import textwrap
@@ -64,6 +65,14 @@ class EvidenceItem:
     text: str | None
     crop_png: bytes | None
     box_pt: tuple[float, float, float, float]
+    #: the crop the answer was read through (None: read from the page view, or an older table)
+    crop: Box | None = None
+    crop_pt: tuple[float, float, float, float] | None = None
+
+    @property
+    def shown(self) -> Box:
+        """The box drawn on the page: what the model read (its crop), else the region."""
+        return self.crop or self.box
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +106,8 @@ class ShowData:
     evidence: tuple[EvidenceItem, ...]
     grids: tuple[GridItem, ...]  # of the heatmap round
     heat_round: int | None
+    answer_round: int | None = None  # the round whose inputs the answer was read from
+    round_entropies: tuple[float | None, ...] = ()  # first-token entropy of every round
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,6 +240,12 @@ def load_show_data(
             text=r["evidence_text"],
             crop_png=bytes(r["crop_png"]) if r["crop_png"] is not None else None,
             box_pt=(r["x0_pt"], r["y0_pt"], r["x1_pt"], r["y1_pt"]),
+            crop=_crop_box(r),
+            crop_pt=(
+                (r["crop_x0_pt"], r["crop_y0_pt"], r["crop_x1_pt"], r["crop_y1_pt"])
+                if _crop_box(r) is not None
+                else None
+            ),
         )
         for r in ev_rows
     )
@@ -285,7 +302,24 @@ def load_show_data(
         evidence=evidence,
         grids=grids,
         heat_round=heat_round if grids else None,
+        answer_round=ans.get("answer_round"),
+        round_entropies=_round_entropies(ans.get("rounds")),
     )
+
+
+def _crop_box(row: dict[str, Any]) -> Box | None:
+    """The evidence row's crop box (schema 3), None when it has none or predates the column."""
+    vals = [row.get(f"crop_{c}_n") for c in ("x0", "y0", "x1", "y1")]
+    return None if any(v is None for v in vals) else Box(*vals)
+
+
+def _round_entropies(blob: str | None) -> tuple[float | None, ...]:
+    if not blob:
+        return ()
+    try:
+        return tuple(r.get("entropy") for r in json.loads(blob))
+    except (ValueError, AttributeError, TypeError):
+        return ()
 
 
 def page_image(
@@ -452,6 +486,12 @@ def render_show(
         2,
         0,
     )
+    if data.round_entropies:
+        per_round = " · ".join(
+            f"{'▶' if i == data.answer_round else ''}r{i} {_fmt(h)}"
+            for i, h in enumerate(data.round_entropies)
+        )
+        para(f"entropy per round: {per_round} (▶ answered)", f_small, MUTED, 2, 0)
     if data.error:
         para(f"error: {data.error}", f_small, (180, 30, 30), 4, 0)
     y += 14
@@ -469,9 +509,11 @@ def render_show(
         color = box_color(ev.rank)
         cd.rectangle((0, y, 26, y + 26), fill=color)
         cd.text((13, y + 13), str(ev.rank), font=f_head, fill="white", anchor="mm")
-        meta = f"score {_sig(ev.score)} · round {ev.round} · pt " + ", ".join(
-            f"{v:.0f}" for v in ev.box_pt
+        meta = f"score {_sig(ev.score)} · region of round {ev.round} · pt " + ", ".join(
+            f"{v:.0f}" for v in (ev.crop_pt or ev.box_pt)
         )
+        if ev.crop is not None:
+            meta = "read through this crop · " + meta
         cd.text((34, y + 5), meta, font=f_small, fill=MUTED)
         y += 32
         crop = _crop_image(ev, page, layout)
@@ -515,7 +557,9 @@ def render_show(
 
     for ev in sorted(data.evidence, key=lambda e: -e.rank):  # rank 1 drawn last, on top
         color = box_color(ev.rank)
-        x0, y0, x1, y1 = layout.to_canvas(ev.box)
+        if ev.crop is not None:  # the region the crop was cut for, thin
+            draw.rectangle(layout.to_canvas(ev.box), outline=color, width=1)
+        x0, y0, x1, y1 = layout.to_canvas(ev.shown)
         draw.rectangle((x0, y0, x1, y1), outline=color, width=BOX_WIDTH)
         bw, bh = 24, 22
         by = y0 - bh if y0 - bh >= layout.page_y else y0 + BOX_WIDTH
@@ -543,5 +587,5 @@ def _crop_image(ev: EvidenceItem, page: Image.Image, layout: ShowLayout) -> Imag
         except OSError:
             log.warning("evidence %d: stored crop is not a readable PNG", ev.rank)
     w, h = page.size
-    b = ev.box
+    b = ev.shown
     return page.crop((round(b.x0 * w), round(b.y0 * h), round(b.x1 * w), round(b.y1 * h)))

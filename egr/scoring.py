@@ -2,12 +2,13 @@
 
 Two measures, per kind of document and overall:
 - exact match: the answer equals the ground-truth string after trimming whitespace;
-- evidence hit: the top-ranked evidence box (rank 1) is on the answer's page and contains the
-  whole ground-truth answer box (normalised page coordinates, 0.5% of the page as tolerance);
+- evidence hit: the top-ranked evidence (rank 1) is on the answer's page and the box the model
+  read (its crop, or the region when the answer came from the page view) contains the whole
+  ground-truth answer box (normalised page coordinates, 0.5% of the page as tolerance);
   the mean area of those boxes (as a fraction of the page) is reported beside it, since a box
   covering the whole page would contain every answer.
-Only (document, question) pairs present in the ground truth are scored: a corpus run also asks
-each document the other kinds' questions, which have no expected answer.
+Only (document, question) pairs present in the ground truth are scored (a questions file
+without ``documents`` patterns also asks each document the other kinds' questions).
 """
 
 from __future__ import annotations
@@ -73,18 +74,23 @@ def normalise(text: str | None) -> str:
     return " ".join((text or "").split())
 
 
+def _shown(row: Mapping[str, Any]) -> tuple[float, float, float, float]:
+    """The normalised box the model read: the crop (schema 3) when there is one, else the box."""
+    if row.get("crop_x0_n") is not None:
+        return (row["crop_x0_n"], row["crop_y0_n"], row["crop_x1_n"], row["crop_y1_n"])
+    return (row["x0_n"], row["y0_n"], row["x1_n"], row["y1_n"])
+
+
 def box_contains(box: Mapping[str, Any], gt: list[float], tol: float = 0.005) -> bool:
-    """Whether an evidence row's normalised box holds the ground-truth box ``[x0, y0, x1, y1]``."""
-    return bool(
-        box["x0_n"] <= gt[0] + tol
-        and box["y0_n"] <= gt[1] + tol
-        and gt[2] <= box["x1_n"] + tol
-        and gt[3] <= box["y1_n"] + tol
-    )
+    """Whether an evidence row's box (its crop, else its region) holds the ground-truth box
+    ``[x0, y0, x1, y1]``."""
+    x0, y0, x1, y1 = _shown(box)
+    return bool(x0 <= gt[0] + tol and y0 <= gt[1] + tol and gt[2] <= x1 + tol and gt[3] <= y1 + tol)
 
 
 def box_area(box: Mapping[str, Any]) -> float:
-    return float((box["x1_n"] - box["x0_n"]) * (box["y1_n"] - box["y0_n"]))
+    x0, y0, x1, y1 = _shown(box)
+    return float((x1 - x0) * (y1 - y0))
 
 
 def score(

@@ -76,7 +76,7 @@ class EgrConfig:
     min_rounds: int = 0
     legible_scale: float | None = None
     crop_window_pt: float = 72.0
-    answer_round: AnswerRound = "last"
+    answer_round: AnswerRound = "confident"
 
     def __post_init__(self) -> None:
         if not self.sigma >= 0:

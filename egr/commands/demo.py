@@ -135,10 +135,14 @@ def command(
     store = Store(str(out))
     answers = _latest(store.read("answers").to_pylist(), summary.config_hash, summary.model_id)
     chosen = {(a["run_id"], a["doc_id"], a["question_id"]) for a in answers}
-    cols = ["run_id", "doc_id", "question_id", "rank", "page", "x0_n", "y0_n", "x1_n", "y1_n"]
+    rows = store.read("evidence")  # older parts lack the crop columns: read whole, then pick
+    keep = ["run_id", "doc_id", "question_id", "rank", "page", "x0_n", "y0_n", "x1_n", "y1_n"]
+    keep += [
+        c for c in ("crop_x0_n", "crop_y0_n", "crop_x1_n", "crop_y1_n") if c in rows.column_names
+    ]
     evidence = [
         e
-        for e in store.read("evidence", columns=cols).to_pylist()
+        for e in rows.select(keep).to_pylist()
         if (e["run_id"], e["doc_id"], e["question_id"]) in chosen
     ]
     report = score(load_ground_truth(synth.ground_truth_path), answers, evidence)

@@ -28,6 +28,7 @@ from typing import Any
 
 import torch
 
+from .curve import plot_log
 from .data import (
     PHASES,
     RECIPE,
@@ -537,6 +538,7 @@ def train_reader(
                 "eval step %d %s", step,
                 " ".join(f"{k}={em:.3f} {k}_chars={ch:.3f}" for k, (em, ch) in accs.items()),
             )  # fmt: skip
+            plot_log(out / "train.log", out / "curve.png")
             t0 = time.monotonic()
     _save_state(state_path, model, char_head, opt, step, steps)
     model.eval()

@@ -165,3 +165,23 @@ class VLMAdapter(Protocol):
     ) -> str:
         """Greedy answer text from precomputed embeddings (no second vision pass)."""
         ...
+
+
+#: Pixels per PDF point at which a family's vision tower reads body text, per pixel of patch side:
+#: a 14 px patch reads 10 pt text at 2 px/pt (a line of text spans about 1.5 patches).
+LEGIBLE_PX_PER_PATCH_PX = 2.0 / 14.0
+
+
+def legible_defaults(patch_px: int, crop_px: int = 448) -> dict[str, Any]:
+    """Per-family crop knobs from the vision tower's patch size and the crop's pixel budget.
+
+    The legible scale (``EgrConfig.legible_scale``, px per point) grows with the patch side; a
+    crop is at most ``crop_px`` pixels wide and half as tall. A checkpoint's ``egr_config.json``
+    overrides them (the reference reader ships its own).
+    """
+    scale = round(patch_px * LEGIBLE_PX_PER_PATCH_PX, 3)
+    return {
+        "legible_scale": scale,
+        "crop_pixels": crop_px,
+        "crop_window_pt": round(crop_px / scale / 2, 1),
+    }

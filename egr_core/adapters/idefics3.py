@@ -29,7 +29,7 @@ from PIL import Image
 
 from egr_core.adapters import _hf_common as hf
 from egr_core.adapters import register
-from egr_core.adapters.base import ImageCache, PreparedInputs
+from egr_core.adapters.base import ImageCache, PreparedInputs, legible_defaults
 from egr_core.adapters.llava import size_get
 from egr_core.errors import TokenLayoutMismatchError
 from egr_core.types import Box, GridSpan, TokenLayout
@@ -104,6 +104,7 @@ class Idefics3Adapter(hf.DecoderMixin):
         "threshold": "elbow",
         "top_k": 3,
         "se_variant": "smoothed",
+        **legible_defaults(patch_px=16),
     }
 
     def prepare(

@@ -24,7 +24,7 @@ from transformers.models.got_ocr2.image_processing_got_ocr2 import get_optimal_t
 
 from egr_core.adapters import _hf_common as hf
 from egr_core.adapters import register
-from egr_core.adapters.base import ImageCache, PreparedInputs
+from egr_core.adapters.base import ImageCache, PreparedInputs, legible_defaults
 from egr_core.adapters.llava import size_get
 from egr_core.errors import TokenLayoutMismatchError
 from egr_core.types import Box, GridSpan, TokenLayout
@@ -67,6 +67,7 @@ class InternVLAdapter(hf.DecoderMixin):
         "threshold": "elbow",
         "top_k": 3,
         "se_variant": "smoothed",
+        **legible_defaults(patch_px=14),
     }
 
     def prepare(

@@ -23,7 +23,7 @@ from PIL import Image
 
 from egr_core.adapters import _hf_common as hf
 from egr_core.adapters import register
-from egr_core.adapters.base import ImageCache, PreparedInputs
+from egr_core.adapters.base import ImageCache, PreparedInputs, legible_defaults
 from egr_core.errors import TokenLayoutMismatchError
 from egr_core.types import Box, GridSpan, TokenLayout
 
@@ -91,6 +91,7 @@ class LlavaAdapter(hf.DecoderMixin):
         "threshold": "elbow",
         "top_k": 2,
         "se_variant": "llava",
+        **legible_defaults(patch_px=14, crop_px=336),
     }
 
     def prepare(

@@ -34,7 +34,7 @@ from transformers.image_processing_utils import select_best_resolution
 
 from egr_core.adapters import _hf_common as hf
 from egr_core.adapters import register
-from egr_core.adapters.base import ImageCache, PreparedInputs
+from egr_core.adapters.base import ImageCache, PreparedInputs, legible_defaults
 from egr_core.adapters.llava import size_get
 from egr_core.errors import TokenLayoutMismatchError
 from egr_core.types import Box, GridSpan, TokenLayout
@@ -101,6 +101,7 @@ class LlavaNextAdapter(hf.DecoderMixin):
         "threshold": "elbow",
         "top_k": 3,
         "se_variant": "llava",
+        **legible_defaults(patch_px=14),
     }
 
     def prepare(

@@ -26,7 +26,7 @@ from PIL import Image
 
 from egr_core.adapters import _hf_common as hf
 from egr_core.adapters import register
-from egr_core.adapters.base import ImageCache, PreparedInputs
+from egr_core.adapters.base import ImageCache, PreparedInputs, legible_defaults
 from egr_core.errors import InputError, TokenLayoutMismatchError
 from egr_core.types import Box, GridSpan, TokenLayout
 
@@ -42,6 +42,7 @@ class QwenVLAdapter:
         "sigma": 2.5,
         "threshold": "fraction",
         "threshold_fraction": 0.5,
+        **legible_defaults(patch_px=14),
     }
 
     # ------------------------------------------------------------------ inputs and layout

@@ -225,3 +225,30 @@ def test_config_defaults_hash_and_timings_are_recorded() -> None:
     for key in ("prepare_ms", "encode_ms", "relevance_ms", "regions_ms", "generate_ms"):
         assert ans.timings_ms[key] >= 0
     assert all("relevance_ms" in r.timings_ms for r in ans.rounds)
+
+
+def test_legible_windows_hold_the_target_and_are_the_evidence() -> None:
+    # a 256 px page standing for a 512 x 512 pt page; windows of 64 x 48 pt at 2 px/pt
+    page = page_with_squares(256, [("R", RED), ("R", DISTRACTOR), ("B", BLUE)])
+    cfg = EgrConfig(
+        crop_pixels=128, legible_scale=2.0, crop_window_pt=48.0, crop_pad=0.0, top_k=1,
+        max_rounds=2, stop_rule="fixed", threshold="fraction",
+    )  # fmt: skip
+    egg, _, _ = make(cfg)
+    (ans,) = egg.ground(page, ["R"], page_size_pt=(512.0, 512.0))
+    r1 = ans.rounds[1]
+    assert r1.crops, "round 1 was fed crops"
+    for c in r1.crops:  # every window: 64 x 48 pt, inside the page
+        assert c.width * 512 == pytest.approx(64.0) and c.height * 512 == pytest.approx(48.0)
+    peak = ans.rounds[0].regions[0].peak
+    assert peak is not None and RED_BOX.x0 <= peak[0] <= RED_BOX.x1
+    assert RED_BOX.y0 <= peak[1] <= RED_BOX.y1  # the map peaks on the asked square
+    assert r1.crops[0].x0 < peak[0] < r1.crops[0].x1 and r1.crops[0].y0 < peak[1] < r1.crops[0].y1
+    # the evidence is what the answer was read through: the answering round's crops
+    chosen = ans.extra["answer_round"]
+    assert chosen >= 1 and [e.crop for e in ans.evidence] == list(ans.rounds[chosen].crops)
+    assert all(e.crop is not None and e.round == chosen - 1 for e in ans.evidence)
+    assert ans.evidence[0].crop.intersection(RED_BOX) > 0
+    # the last round ran without a map (nothing reads it): one backward fewer than forwards
+    assert not ans.rounds[-1].grids
+    assert egg.stats["backwards"] == egg.stats["forwards"] - 1

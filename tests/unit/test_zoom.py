@@ -131,3 +131,47 @@ def test_min_rounds_accepts_the_first_zoom_whatever_its_spatial_entropy() -> Non
 def test_min_rounds_also_delays_the_confidence_stop() -> None:
     _, trail = run([1.0, 0.5, 0.4], 3, [0.1, 0.1, 0.1], rule="confidence", min_rounds=1)
     assert (trail.stop_reason, trail.accepted, len(trail.rounds)) == ("confident", 1, 2)
+
+
+# ---------------------------------------------------------------- light last round, answer round
+
+
+@pytest.mark.parametrize(
+    ("rule", "min_rounds", "light"),
+    [("fixed", 0, True), ("confidence", 0, True), ("spatial_entropy", 2, True),
+     ("spatial_entropy", 0, False)],
+)  # fmt: skip
+def test_the_last_round_skips_its_map_when_nothing_reads_it(
+    rule: str, min_rounds: int, light: bool
+) -> None:
+    s = Script([3.0, 2.0, 1.0], [2.0, 1.5, 1.0])
+    lights: list[int] = []
+
+    def light_round(i: int, crops: tuple[Box, ...]) -> RoundOutcome[str]:
+        lights.append(i)
+        return RoundOutcome(crops, (), math.nan, f"light{i}", s.entropies[i])
+
+    trail = zoom_loop(
+        s.run_round, s.next_crops, 2, rule=rule, tau=0.0, min_rounds=min_rounds,
+        light_round=light_round,
+    )  # fmt: skip
+    assert lights == ([2] if light else [])
+    assert [i for i, _ in s.calls] == ([0, 1] if light else [0, 1, 2])
+    assert trail.accepted == 2 and trail.stop_reason == "max_rounds"
+    assert trail.final.payload == ("light2" if light else "payload2")
+
+
+def test_confident_answer_round_is_the_surest_accepted_round() -> None:
+    from egr_core.explain import answer_round
+
+    _, trail = run([3.0, 2.0, 1.0, 0.5], max_rounds=3, entropies=[0.9, 0.2, 0.6, 0.4])
+    assert trail.accepted == 3
+    assert answer_round(trail, "last") == 3
+    assert answer_round(trail, "confident") == 1
+    # the page-only round cannot win while min_rounds keeps zoom rounds; ties go to later rounds
+    _, tied = run([3.0, 2.0, 1.0], max_rounds=2, entropies=[0.1, 0.5, 0.5])
+    assert answer_round(tied, "confident", min_rounds=0) == 0
+    assert answer_round(tied, "confident", min_rounds=1) == 2
+    # a rejected round (SE went up) is never the answer round
+    _, rejected = run([3.0, 2.0, 2.5], max_rounds=3, entropies=[0.9, 0.8, 0.0])
+    assert rejected.accepted == 1 and answer_round(rejected, "confident") == 1
