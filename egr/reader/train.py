@@ -450,6 +450,7 @@ def train_reader(
     n_eval: int = 48,
     threads: int = 2,
     batch_scale: float = 1.0,
+    until: int | None = None,
 ) -> Path:
     """Train (or resume) for at most ``minutes`` of wall clock or until ``steps``.
 
@@ -465,6 +466,7 @@ def train_reader(
         n_eval: held-out examples per evaluated task (0: no evaluation).
         threads: torch threads of the training process (the data worker uses one more).
         batch_scale: multiplies every task's batch size (tests use a small value).
+        until: stop this call at this step (a chunk of the run; the schedule stays ``steps``).
 
     Returns:
         The ``save_pretrained`` directory ``out_dir/model``.
@@ -507,7 +509,8 @@ def train_reader(
     t_end = time.monotonic() + minutes * 60
     t0, n_ex, run_loss = time.monotonic(), 0, 0.0
     log.info("training from step %d to %d, %d params", step, steps, model.num_parameters())
-    while step < steps and time.monotonic() < t_end:
+    stop = min(steps, until) if until is not None else steps
+    while step < stop and time.monotonic() < t_end:
         batch_step, task, n_batch, enc = next(batches)
         assert batch_step == step, (batch_step, step)
         for g in opt.param_groups:

@@ -30,13 +30,13 @@ from egr_core.types import Box
 #: Held-out corpus of the regression test (a corpus seed: never a training seed).
 FLOOR_SEED, FLOOR_DOCS = 777, 4
 QA_DOCS = 2  # the question-answering floor runs the whole EGG loop: a smaller set
-#: Floors a little under what the shipped checkpoint (step 9000) measured on this set
-#: (docs/reader.md): exact match on Courier lines at 20-36 px per character (measured 22/32),
-#: exact match on the oracle crop alone (6/10), and the character accuracy of the full EGG loop's
-#: answers (62%; their exact match, 0/10, and top-1 box rate are too low to hold a floor yet).
+#: Floors a little under what the shipped checkpoint (step 9000) measured on this set, jittered
+#: layouts (docs/reader.md): exact match on Courier lines at 20-36 px per character (floor 60%),
+#: exact match on the oracle crop alone (measured 4/10), and the character accuracy of the full
+#: EGG loop's answers (measured 51%; their exact match is too low to hold a floor yet).
 TRANSCRIBE_FLOOR = 0.6
-CROP_FLOOR = 0.5
-EGG_CHARS_FLOOR = 0.5
+CROP_FLOOR = 0.3
+EGG_CHARS_FLOOR = 0.45
 
 
 @pytest.fixture(scope="module")
@@ -206,9 +206,9 @@ def test_train_resumes_from_its_state(tmp_path: Path):
     from egr.reader.train import RecipeMismatchError, train_reader
 
     common = {"seed": 0, "n_eval": 0, "batch_scale": 0.1, "ckpt_every": 1, "log_every": 1}
-    train_reader(tmp_path, minutes=5, steps=1, **common)
+    train_reader(tmp_path, minutes=5, steps=2, until=1, **common)
     first = torch.load(tmp_path / "state.pt", weights_only=False)
-    assert first["step"] == 1
+    assert first["step"] == 1 and first["total_steps"] == 2
     train_reader(tmp_path, minutes=5, steps=2, **common)
     second = torch.load(tmp_path / "state.pt", weights_only=False)
     assert second["step"] == 2
