@@ -65,6 +65,7 @@ class _RoundData:
     entropy: float
     grids: tuple[RelevanceGrid, ...]
     timings_ms: dict[str, float]
+    answer: str | None = None  # generated with the round's prefill, when it was sure to answer
 
 
 def answer_round(trail: ZoomTrail[Any], rule: str, min_rounds: int = 0) -> int:
@@ -270,20 +271,32 @@ class EntropyGradientGrounding:
         )
         return _RoundData(prep, embeds, eg.entropy, grids, timings)
 
-    def _forward(self, call: _Call, q: Question, crops: tuple[Box, ...]) -> _RoundData:
-        """A round without a map: [page, crops...] forward for the first-token entropy only."""
+    def _forward(
+        self, call: _Call, q: Question, crops: tuple[Box, ...], with_answer: bool
+    ) -> _RoundData:
+        """A round without a map: [page, crops...] forward for the first-token entropy only,
+        and, ``with_answer`` (the round is sure to answer), the answer from the same prefill."""
         t = time.perf_counter()
         images = [call.page, *(self._crop(call, b) for b in crops)]
         crop_ms = _ms(t)
         prep, embeds, timings = self._embed(call, images, q.text)
         timings["crop_ms"] = crop_ms
         t = time.perf_counter()
+        both = getattr(self.adapter, "generate_with_logits", None) if with_answer else None
+        answer = None
         with torch.no_grad():
-            logits = self.adapter.next_token_logits(self.model, prep, embeds)  # (1, V)
+            if both is not None:
+                answer, logits = both(
+                    self.model, self.processor, prep, embeds, self.config.max_new_tokens
+                )
+                answer = answer.strip()
+                self.stats["generations"] += 1
+            else:
+                logits = self.adapter.next_token_logits(self.model, prep, embeds)  # (1, V)
         self.stats["forwards"] += 1
         h = check_finite(next_token_entropy(logits)[0], f"question {q.question_id!r}")
-        timings["forward_ms"] = _ms(t)
-        return _RoundData(prep, embeds, h, (), timings)
+        timings["forward_ms"] = _ms(t)  # includes the answer when one call did both
+        return _RoundData(prep, embeds, h, (), timings, answer)
 
     def _regions(self, grids: Sequence[RelevanceGrid], rnd: int) -> tuple[list[Region], float]:
         """Top-K regions pooled over blocks, and the SE of the block holding the top region."""
@@ -386,8 +399,11 @@ class EntropyGradientGrounding:
             sources.update(pairs)
             return tuple(b for b, _ in pairs)
 
+        # the light (last) round is the answer round for sure when it is the only candidate
+        sure = cfg.answer_round == "last" or cfg.min_rounds >= cfg.max_rounds
+
         def light_round(rnd: int, crops: tuple[Box, ...]) -> RoundOutcome[_RoundData]:
-            data = self._forward(call, q, crops)
+            data = self._forward(call, q, crops, with_answer=sure)
             return RoundOutcome(crops, (), float("nan"), data, data.entropy)
 
         trail = zoom_loop(
@@ -397,7 +413,10 @@ class EntropyGradientGrounding:
         )  # fmt: skip
         chosen = answer_round(trail, cfg.answer_round, cfg.min_rounds)
         final = trail.rounds[chosen]
-        answer, gen_ms = self._generate(final.payload)
+        if final.payload.answer is not None:  # answered with its round's prefill already
+            answer, gen_ms = final.payload.answer, 0.0
+        else:
+            answer, gen_ms = self._generate(final.payload)
         rounds = tuple(
             ZoomRound(
                 round=i,

@@ -122,3 +122,33 @@ def test_encode_image_is_per_image_and_matches_the_batched_tower(qwen: TinyVLM) 
     d = batched[0].shape[1]
     for o, b in zip(ours, batched, strict=True):
         torch.testing.assert_close(o[:, :d], b, rtol=1e-5, atol=1e-5)
+
+
+def test_a_last_round_sure_to_answer_answers_from_its_own_prefill(qwen: TinyVLM) -> None:
+    """max_rounds == min_rounds: the last round is forward-only and its prefill gives the answer;
+    the answer equals a separate generation over the same inputs."""
+    from egr_core.explain import EntropyGradientGrounding
+
+    page = make_page(300, 400)
+    cfg = EgrConfig.for_adapter(
+        QwenVLAdapter.config_defaults, max_rounds=1, min_rounds=1, max_new_tokens=6
+    )
+    egg = EntropyGradientGrounding(qwen.model, qwen.processor, qwen.adapter, cfg)
+    (ans,) = egg.ground(page, ["What is shown?"], page_size_pt=(300.0, 400.0))
+    assert egg.stats["generations"] == 1 and egg.stats["backwards"] == 1
+    assert egg.stats["forwards"] == 2 and ans.extra["answer_round"] == 1
+    assert ans.rounds[1].crops and not ans.rounds[1].grids
+    # the same answer as a separate generation over [page, that crop]
+    from egr_core.imaging import crop_long_side, raster_crop_fn
+
+    cut = raster_crop_fn(page)
+    crops = [
+        cut(b, crop_long_side(b, (300.0, 400.0), cfg)).convert("RGB") for b in ans.rounds[1].crops
+    ]
+    images = [page.convert("RGB"), *crops]
+    with torch.no_grad():
+        prep = qwen.adapter.prepare(qwen.processor, images, "What is shown?")
+        feats = [qwen.adapter.encode_image(qwen.model, prep, i) for i in range(len(images))]
+        embeds = qwen.adapter.embed(qwen.model, prep, feats)
+        text = qwen.adapter.generate(qwen.model, qwen.processor, prep, embeds, 6)
+    assert text.strip() == ans.answer
