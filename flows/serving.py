@@ -25,6 +25,8 @@ from prefect.flows import load_flow_from_entrypoint
 from prefect.schedules import Cron
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
+from flows.ephemeral import die_with_parent
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -80,7 +82,7 @@ def local_server(timeout: float = 120.0) -> Iterator[str]:
     proc = subprocess.Popen(
         [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
          "--port", str(port)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=die_with_parent,
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}/api"
     try:

@@ -1,0 +1,52 @@
+"""Prefect API servers started by egr die with the process that started them.
+
+``egr run`` uses Prefect's temporary (ephemeral) server and ``egr serve`` a full local one; both
+are child processes, which outlive a parent killed with SIGKILL (or a crash) unless they are told
+otherwise. On Linux they are started with PR_SET_PDEATHSIG, so the kernel sends them SIGTERM
+when the thread that started them ends; both are started from the main thread.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+
+def die_with_parent() -> None:  # pragma: no cover - runs in the forked child
+    """In a child process: get SIGTERM when the parent dies (Linux prctl PR_SET_PDEATHSIG)."""
+    import ctypes
+    import signal
+
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM), 0, 0, 0)
+
+
+def start_ephemeral_server() -> None:
+    """Start Prefect's temporary API server now, from this (main) thread, so that it dies with
+    this process even when this process is killed (SIGKILL included): the server is started with
+    PR_SET_PDEATHSIG, which fires when the thread that started it exits, hence the main thread.
+    Nothing to do when PREFECT_API_URL points at a server, or off Linux."""
+    import subprocess
+    import sys
+    import types
+
+    if not sys.platform.startswith("linux"):
+        return
+    from prefect.settings import get_current_settings
+
+    if get_current_settings().api.url:
+        return
+    import prefect.server.api.server as server_mod
+
+    def popen(*args: object, **kwargs: object) -> subprocess.Popen:
+        kwargs.setdefault("preexec_fn", die_with_parent)
+        return subprocess.Popen(*args, **kwargs)  # type: ignore[call-overload]
+
+    shim = types.ModuleType("subprocess")
+    shim.__dict__.update(subprocess.__dict__)
+    shim.Popen = popen  # type: ignore[attr-defined]
+    original = server_mod.subprocess
+    server_mod.subprocess = shim  # type: ignore[assignment]
+    try:
+        server_mod.SubprocessASGIServer().start()
+    finally:
+        server_mod.subprocess = original
