@@ -24,7 +24,9 @@ def start_ephemeral_server() -> None:
     """Start Prefect's temporary API server now, from this (main) thread, so that it dies with
     this process even when this process is killed (SIGKILL included): the server is started with
     PR_SET_PDEATHSIG, which fires when the thread that started it exits, hence the main thread.
-    Nothing to do when PREFECT_API_URL points at a server, or off Linux."""
+    It runs in its own session, so a Ctrl-C in the terminal interrupts egr only, and the flow
+    can still record its end before Prefect stops the server at exit. Nothing to do when
+    PREFECT_API_URL points at a server, or off Linux."""
     import subprocess
     import sys
     import types
@@ -39,6 +41,7 @@ def start_ephemeral_server() -> None:
 
     def popen(*args: object, **kwargs: object) -> subprocess.Popen:
         kwargs.setdefault("preexec_fn", die_with_parent)
+        kwargs.setdefault("start_new_session", True)  # Ctrl-C interrupts egr, not the server
         return subprocess.Popen(*args, **kwargs)  # type: ignore[call-overload]
 
     shim = types.ModuleType("subprocess")

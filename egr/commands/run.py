@@ -6,6 +6,7 @@ import contextlib
 import re
 import shlex
 import shutil
+import signal
 import threading
 import time
 from pathlib import Path
@@ -18,7 +19,7 @@ from rich.table import Table
 
 from egr.commands._options import EndpointUrlArg, ProfileArg, StopRuleArg, StopTauArg
 from egr.commands._prefect_env import prefect_defaults
-from egr.errors import RunFailed, UsageError
+from egr.errors import INTERRUPTED, RunFailed, UsageError, debug_enabled
 from egr.storage import check_out_writable, count_pdfs, is_remote, storage_flags, storage_options
 
 STAGES = ("rasterize", "answer", "store")
@@ -191,12 +192,32 @@ def command(
         render_timeout_s=render_timeout, render_memory_mb=render_memory_mb,
         render_workers=render_workers, storage_options=storage,
     )  # fmt: skip
+    if not debug_enabled():  # --debug: Python's KeyboardInterrupt and its traceback
+        signal.signal(signal.SIGINT, lambda *_: _interrupted(out, existed))
     try:
         _run(params, storage, dask_address=dask_address, workers=workers)
     except BaseException as exc:
         if not isinstance(exc, typer.Exit) or exc.exit_code != 0:
             _clean_after_failure(out, existed)
         raise
+
+
+def _interrupted(out: str, existed: bool) -> None:
+    """Ctrl-C (SIGINT handler): say what is kept and leave now. Unwinding instead would wait in
+    Prefect's task runner for worker threads that wait for the model's concurrency slot; every
+    commit is atomic, so stopping mid-write leaves nothing half-visible, and the Prefect server
+    and the render workers stop with this process."""
+    import os
+    import sys
+
+    _clean_after_failure(out, existed)
+    typer.secho(
+        f"interrupted: committed work is kept under {out}; the same command continues it",
+        fg=typer.colors.YELLOW, err=True,
+    )  # fmt: skip
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(INTERRUPTED)
 
 
 def _run(

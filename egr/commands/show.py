@@ -74,7 +74,7 @@ def command(
     for ev in data.evidence:
         table.add_row(
             str(ev.rank),
-            str((data.page or 0) + 1),
+            "" if data.page is None else str(data.page),  # 0-based, as in every table
             str(ev.round),
             f"{ev.score:.3g}" if ev.score is not None else "",
             ", ".join(f"{v:.0f}" for v in ev.box_pt),
