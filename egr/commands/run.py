@@ -70,7 +70,7 @@ def print_summary(summary: Any, console: Console, storage: dict[str, Any] | None
     rid = summary.run_id
     sql = f"SELECT doc_id, question_id, answer, status FROM answers WHERE run_id = '{rid}'"
     flags = f"--out {shlex.quote(str(summary.out))}{storage_flags(storage or {})}"
-    console.print(f"\nNext: [bold]egr query {shlex.quote(sql)} {flags}[/bold]", soft_wrap=True)
+    console.print(f'\nNext: [bold]egr query "{sql}" {flags}[/bold]', soft_wrap=True)  # ids: [\w-]
     console.print(f"      [bold]egr show {flags} --doc DOC --question QID[/bold]", soft_wrap=True)
 
 

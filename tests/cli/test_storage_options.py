@@ -89,3 +89,32 @@ def test_next_hints_carry_the_run_storage_options() -> None:
     assert len(hints) == 2, text
     for ln in hints:
         assert "--out s3://bucket/out --endpoint-url http://minio:9000 --profile lab" in ln, ln
+
+
+def test_the_summary_table_is_readable_at_80_columns() -> None:
+    from rich.console import Console
+
+    from egr.commands.run import print_summary
+    from tasks.io.summary import DocOutcome, RunSummary
+
+    names = ["scanner-output-2026-01-01-department-of-claims-batch-0042.pdf", "a.pdf"]
+    docs = (
+        DocOutcome(f"/in/{names[0]}", "ok", 12, {"ok": 1000, "no_evidence": 20, "timeout": 3},
+                   truncated=True),
+        DocOutcome(f"/in/{names[1]}", "encrypted", 0, {"encrypted": 18}),
+    )  # fmt: skip
+    summary = RunSummary("20260101T000000Z-abcdef", "out", "m", "c", 2, 0, docs, 12.0)
+    con = Console(width=80, record=True)
+    print_summary(summary, con, {})
+    text = con.export_text()
+    table = text[: text.index("\nrun 2026")]
+    assert max(len(ln) for ln in table.splitlines()) <= 80
+    for header in ("document", "status", "pages", "answered", "no evidence", "failed"):
+        assert header in table, table  # whole headers, not "answ…"
+    assert "…" not in table
+    first_column = "".join(ln.split("│")[1].strip() for ln in table.splitlines() if "│" in ln)
+    for name in names:  # long names fold onto more lines but stay whole
+        assert name in first_column, first_column
+    for value in ("1000", "ok, truncated", "encrypted", "TOTAL", "2 docs"):
+        assert value in table, (value, table)
+    assert table.count("21") == 1  # the TOTAL row's failed items (3 + 18)
