@@ -85,7 +85,8 @@ def test_an_unreachable_store_is_one_line_exit_4_for_every_command(egr: Egr, wor
         ["run", "s3://inbox/docs", "-q", "q.yaml", "-o", "out", "--endpoint-url", url],
         [*RUN, "-o", "s3://bucket/out", "--endpoint-url", url],
         ["query", "--out", "s3://bucket/out", "SELECT 1", "--endpoint-url", url],
-        ["show", "--out", "s3://bucket/out", "--doc", "d", "--question", "q", "--endpoint-url", url],
+        ["show", "--out", "s3://bucket/out", "--doc", "d", "--question", "q",
+         "--endpoint-url", url],
         ["watch", "s3://bucket/in", "--once", "--endpoint-url", url],
     ]  # fmt: skip
     for args in calls:
@@ -94,7 +95,8 @@ def test_an_unreachable_store_is_one_line_exit_4_for_every_command(egr: Egr, wor
         assert res.returncode == STORAGE, (args, res.stderr)
         assert "s3://" in line and "unreachable" in line, line
     # The standard environment works the same as the flag.
-    res = egr("query", "--out", "s3://bucket/out", "SELECT 1", env={**creds, "AWS_ENDPOINT_URL": url})
+    env = {**creds, "AWS_ENDPOINT_URL": url}
+    res = egr("query", "--out", "s3://bucket/out", "SELECT 1", env=env)
     assert res.returncode == STORAGE and "unreachable" in one_line(res)
     assert not (work / "out").exists()
 

@@ -30,8 +30,10 @@ def s3_root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Fix
     server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     url = f"http://127.0.0.1:{port}"
-    fs = s3fs.S3FileSystem(key="testing", secret="testing", skip_instance_cache=True,
-                           client_kwargs={"endpoint_url": url, "region_name": "us-east-1"})  # fmt: skip
+    fs = s3fs.S3FileSystem(
+        key="testing", secret="testing", skip_instance_cache=True,
+        client_kwargs={"endpoint_url": url, "region_name": "us-east-1"},
+    )  # fmt: skip
     boto3.client("s3", endpoint_url=url, region_name="us-east-1", aws_access_key_id="testing",
                  aws_secret_access_key="testing").create_bucket(Bucket=BUCKET)  # fmt: skip
     pdfs = tmp_path_factory.mktemp("pdfs")
@@ -60,8 +62,10 @@ def test_query_and_show_take_the_endpoint_flag_the_env_or_a_profile(
     (tmp_path / "aws-credentials").write_text(
         "[egrtest]\naws_access_key_id = testing\naws_secret_access_key = testing\n"
     )
-    profile_env = {"AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "aws-credentials"),
-                   "AWS_CONFIG_FILE": str(tmp_path / "none"), "AWS_DEFAULT_REGION": "us-east-1"}  # fmt: skip
+    profile_env = {
+        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "aws-credentials"),
+        "AWS_CONFIG_FILE": str(tmp_path / "none"), "AWS_DEFAULT_REGION": "us-east-1",
+    }  # fmt: skip
     by_profile = egr("query", "--out", out, SQL, "--format", "csv", "--endpoint-url", url,
                      "--profile", "egrtest", env=profile_env)  # fmt: skip
     assert by_profile.returncode == 0, by_profile.stderr

@@ -61,7 +61,7 @@ def test_a_box_that_only_grazes_an_answer_does_not_read_it(
     name, doc = corpus[0]
     with open_pdf(doc.pdf, name=name) as pdf:
         for f in doc.fields:
-            x0, y0, x1, y1 = f.span.box_pt
+            _, y0, x1, y1 = f.span.box_pt
             w, h = doc.page_sizes_pt[f.page]
             graze = TEXT_TOLERANCE_PT / 2  # less than the tolerance
             right = Box((x1 - graze) / w, y0 / h, min((x1 + 30) / w, 1.0), y1 / h)
