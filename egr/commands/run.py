@@ -211,6 +211,10 @@ def _interrupted(out: str, existed: bool) -> None:
     import sys
 
     _clean_after_failure(out, existed)
+    with contextlib.suppress(Exception):  # the model's concurrency slot, or the next run waits
+        from tasks.limits import release_held_slots
+
+        release_held_slots()
     typer.secho(
         f"interrupted: committed work is kept under {out}; the same command continues it",
         fg=typer.colors.YELLOW, err=True,
