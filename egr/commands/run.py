@@ -192,14 +192,20 @@ def command(
         render_timeout_s=render_timeout, render_memory_mb=render_memory_mb,
         render_workers=render_workers, storage_options=storage,
     )  # fmt: skip
-    if not debug_enabled():  # --debug: Python's KeyboardInterrupt and its traceback
-        signal.signal(signal.SIGINT, lambda *_: _interrupted(out, existed))
+    exit_now_on_ctrl_c(out, existed)
     try:
         _run(params, storage, dask_address=dask_address, workers=workers)
     except BaseException as exc:
         if not isinstance(exc, typer.Exit) or exc.exit_code != 0:
             _clean_after_failure(out, existed)
         raise
+
+
+def exit_now_on_ctrl_c(out: str, existed: bool) -> None:
+    """From here on, Ctrl-C ends the command at once with one line (see :func:`_interrupted`);
+    with --debug, Python's KeyboardInterrupt and its traceback instead."""
+    if not debug_enabled():
+        signal.signal(signal.SIGINT, lambda *_: _interrupted(out, existed))
 
 
 def _interrupted(out: str, existed: bool) -> None:

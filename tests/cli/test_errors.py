@@ -64,6 +64,7 @@ RUN = ["run", "docs", "-q", "q.yaml"]
         (["show", "--out", "nowhere", "--doc", "d", "--question", "q"], USAGE,
          ["--out nowhere", "no such folder"]),
         (["watch", "not-a-url", "--once"], USAGE, ["URL not-a-url"]),
+        (["demo", "--out", "a-file"], OUTPUT, ["--out a-file", "is a file"]),
         (["no-such-command"], USAGE, ["no-such-command"]),
     ],
 )  # fmt: skip
