@@ -40,7 +40,11 @@ def command(
     server has no scheduler, so cron schedules would never fire).
     """
     prefect_defaults(verbose=True)
+    from egr.errors import UsageError
     from egr.storage import storage_options
+
+    if not prefect_yaml.is_file():
+        raise UsageError(f"--prefect-yaml {prefect_yaml}: no such file")
     from flows.serving import load_spec, serve_spec
 
     serve_spec(

@@ -65,6 +65,7 @@ RUN = ["run", "docs", "-q", "q.yaml"]
          ["--out nowhere", "no such folder"]),
         (["watch", "not-a-url", "--once"], USAGE, ["URL not-a-url"]),
         (["demo", "--out", "a-file"], OUTPUT, ["--out a-file", "is a file"]),
+        (["serve", "--prefect-yaml", "nope.yaml"], USAGE, ["--prefect-yaml nope.yaml"]),
         (["no-such-command"], USAGE, ["no-such-command"]),
     ],
 )  # fmt: skip
