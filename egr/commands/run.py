@@ -69,7 +69,8 @@ def print_summary(summary: Any, console: Console, storage: dict[str, Any] | None
     console.print(summary.headline())
     rid = summary.run_id
     sql = f"SELECT doc_id, question_id, answer, status FROM answers WHERE run_id = '{rid}'"
-    flags = f"--out {shlex.quote(str(summary.out))}{storage_flags(storage or {})}"
+    out = str(summary.out)
+    flags = f"--out {shlex.quote(out)}{storage_flags(storage or {}) if is_remote(out) else ''}"
     console.print(f'\nNext: [bold]egr query "{sql}" {flags}[/bold]', soft_wrap=True)  # ids: [\w-]
     console.print(f"      [bold]egr show {flags} --doc DOC --question QID[/bold]", soft_wrap=True)
 

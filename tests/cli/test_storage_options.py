@@ -93,6 +93,37 @@ def test_next_hints_carry_the_run_storage_options() -> None:
     assert len(hints) == 2, text
     for ln in hints:
         assert "--out s3://bucket/out --endpoint-url http://minio:9000 --profile lab" in ln, ln
+    local = RunSummary("20260101T000000Z-abcdef", "results", "m", "c", 1, 0, docs, 1.0)
+    con = Console(width=200, record=True)
+    print_summary(local, con, {"endpoint_url": "http://minio:9000"})  # an s3 source, local out
+    assert "--out results\n" in con.export_text() and "--endpoint-url" not in con.export_text()
+
+
+def test_run_checks_an_s3_source_and_out_before_prefect(
+    egr: Egr, s3_root: tuple[str, Fixture], tmp_path: Path
+) -> None:
+    from egr.errors import STORAGE, USAGE
+
+    url, _ = s3_root
+    boto3.client("s3", endpoint_url=url, region_name="us-east-1", aws_access_key_id="testing",
+                 aws_secret_access_key="testing").put_object(
+        Bucket=BUCKET, Key="inbox/readme.txt", Body=b"no PDF here")  # fmt: skip
+    (tmp_path / "q.yaml").write_text("- id: total\n  text: What is the total?\n")
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "a.pdf").write_bytes(b"%PDF-1.4\n")
+    cases = [
+        (["run", f"s3://{BUCKET}/inbox", "-q", "q.yaml", "-o", "out"], USAGE, "no PDF files"),
+        (["run", f"s3://{BUCKET}/nothing-here", "-q", "q.yaml", "-o", "out"], USAGE, "not found"),
+        (["run", "docs", "-q", "q.yaml", "-o", "s3://no-such-bucket/out"], STORAGE,
+         "no such bucket"),
+        (["run", "docs", "-q", f"s3://{BUCKET}/q.yaml", "-o", "out"], USAGE,
+         f"--questions s3://{BUCKET}/q.yaml: not found"),
+    ]  # fmt: skip
+    for args, code, words in cases:
+        res = egr(*args, "--endpoint-url", url, env=CREDS)
+        assert res.returncode == code, (args, res.stderr)
+        assert words in res.stderr and "Traceback" not in res.stderr, res.stderr
+    assert not (tmp_path / "out").exists()
 
 
 def test_the_summary_table_is_readable_at_80_columns() -> None:
