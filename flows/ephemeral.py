@@ -26,7 +26,8 @@ def start_ephemeral_server() -> None:
     PR_SET_PDEATHSIG, which fires when the thread that started it exits, hence the main thread.
     It runs in its own session, so a Ctrl-C in the terminal interrupts egr only, and the flow
     can still record its end before Prefect stops the server at exit. Nothing to do when
-    PREFECT_API_URL points at a server, or off Linux."""
+    PREFECT_API_URL points at a server, or off Linux. The server's own output goes to
+    ``$PREFECT_HOME/egr-ephemeral-server.log``."""
     import subprocess
     import sys
     import types
@@ -37,11 +38,21 @@ def start_ephemeral_server() -> None:
 
     if get_current_settings().api.url:
         return
+    from pathlib import Path
+
     import prefect.server.api.server as server_mod
+
+    settings = get_current_settings()
+    log_path = Path(settings.home).expanduser() / "egr-ephemeral-server.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    log = open(log_path, "ab")  # noqa: SIM115 - handed to the server process, closed below
 
     def popen(*args: object, **kwargs: object) -> subprocess.Popen:
         kwargs.setdefault("preexec_fn", die_with_parent)
         kwargs.setdefault("start_new_session", True)  # Ctrl-C interrupts egr, not the server
+        # Its errors (e.g. a flush cut short when egr stops) go to a log, not the terminal.
+        kwargs.setdefault("stdout", log)
+        kwargs.setdefault("stderr", subprocess.STDOUT)
         return subprocess.Popen(*args, **kwargs)  # type: ignore[call-overload]
 
     shim = types.ModuleType("subprocess")
@@ -53,3 +64,4 @@ def start_ephemeral_server() -> None:
         server_mod.SubprocessASGIServer().start()
     finally:
         server_mod.subprocess = original
+        log.close()  # the server holds its own descriptor

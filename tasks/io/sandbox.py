@@ -315,15 +315,18 @@ def _worker_main(conn: Any, memory_mb: int, skip_layout: bool) -> None:
     pymupdf.TOOLS.mupdf_display_errors(False)
     pymupdf.TOOLS.mupdf_display_warnings(False)
     _limit_memory(memory_mb)  # after the imports: the budget is for the documents alone
-    conn.send(("ready",))
-    while True:
-        try:
-            payload = conn.recv()
-        except EOFError:
-            break
-        if payload is None:
-            break
-        _do_job(conn, pickle.loads(payload))
+    try:
+        conn.send(("ready",))
+        while True:
+            try:
+                payload = conn.recv()
+            except EOFError:
+                break
+            if payload is None:
+                break
+            _do_job(conn, pickle.loads(payload))
+    except (BrokenPipeError, ConnectionResetError):
+        return  # the parent is gone (killed or interrupted): nothing to report to
     conn.close()
 
 

@@ -75,3 +75,39 @@ def test_a_killed_process_leaves_no_ephemeral_server(tmp_path) -> None:
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def test_ctrl_c_on_egr_run_is_one_line_exit_130_and_leaves_no_process(
+    tiny_model: str, corpus_tools, tmp_path
+) -> None:
+    psutil = pytest.importorskip("psutil")
+    write_corpus, write_questions = corpus_tools
+    write_corpus(tmp_path / "docs", ("invoice", "form"))
+    write_questions(tmp_path / "q.json", n=2)
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    env.update(PREFECT_HOME=str(tmp_path / "prefect"), EGR_DEBUG="")
+    args = [sys.executable, "-m", "egr", "run", "docs", "-q", "q.json", "-o", "out",
+            "--model", tiny_model, "--max-rounds", "1", "--render-workers", "1"]  # fmt: skip
+    proc = subprocess.Popen(
+        args, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 240
+        while not (tmp_path / "out" / "runs").exists():  # the flow has begun its run
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "the run never began"
+            time.sleep(0.2)
+        children = psutil.Process(proc.pid).children(recursive=True)
+        assert children  # the Prefect server (and render workers)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert lines == [lines[-1]] and lines[-1].startswith("interrupted:"), err
+    assert "Traceback" not in out + err
+    _, alive = psutil.wait_procs(children, timeout=20)
+    assert not alive, [p.cmdline()[:4] for p in alive]
