@@ -4,7 +4,12 @@ Every command runs inside :func:`guard` (``egr/cli.py`` wraps each one), so they
 way: an expected failure is a :class:`UserError` (or an exception a translator registered with
 :func:`register` turns into one) and prints ``error: <thing>: <reason>`` with the exit code of its
 kind; ``--debug`` (or ``EGR_DEBUG=1``) re-raises it with the traceback. Anything else is a bug and
-keeps Python's traceback (exit code 1 as usual).
+keeps Python's traceback (exit code 1 as usual). A command that runs a flow calls
+:func:`quiet_expected_errors`, so Prefect's engine does not log a traceback for those either.
+
+To make a new failure expected: raise a UserError subclass where it is detected, or
+``register(SomeError, lambda e: RunFailed(str(e)))`` once (e.g. at import of the module that
+defines it); the exit code follows from the UserError subclass.
 
 Exit codes, the same for every command (README, "Exit codes"):
 
@@ -21,6 +26,7 @@ Exit codes, the same for every command (README, "Exit codes"):
 from __future__ import annotations
 
 import functools
+import logging
 import os
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -98,6 +104,29 @@ def as_user_error(exc: BaseException) -> UserError | None:
             if found is not None:
                 return found
     return None
+
+
+class _ExpectedErrorFilter(logging.Filter):
+    """Drops log records that carry an exception egr reports as one line itself."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        return exc is None or as_user_error(exc) is None
+
+
+_FILTER = _ExpectedErrorFilter()
+
+
+def quiet_expected_errors(
+    loggers: tuple[str, ...] = ("prefect.flow_runs", "prefect.task_runs"),
+) -> None:
+    """Keep Prefect's engine from logging a traceback for an exception that the command turns
+    into its one line (any registered expected failure). Other errors keep their logs. Call it
+    after Prefect configured logging (after importing a flow); not under --debug/--verbose."""
+    for name in loggers:
+        logger = logging.getLogger(name)
+        if _FILTER not in logger.filters:
+            logger.addFilter(_FILTER)
 
 
 def debug_enabled() -> bool:

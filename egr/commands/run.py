@@ -19,7 +19,13 @@ from rich.table import Table
 
 from egr.commands._options import EndpointUrlArg, ProfileArg, StopRuleArg, StopTauArg
 from egr.commands._prefect_env import prefect_defaults
-from egr.errors import INTERRUPTED, RunFailed, UsageError, debug_enabled
+from egr.errors import (
+    INTERRUPTED,
+    RunFailed,
+    UsageError,
+    debug_enabled,
+    quiet_expected_errors,
+)
 from egr.storage import check_out_writable, count_pdfs, is_remote, storage_flags, storage_options
 
 STAGES = ("rasterize", "answer", "store")
@@ -195,7 +201,7 @@ def command(
     )  # fmt: skip
     exit_now_on_ctrl_c(out, existed)
     try:
-        _run(params, storage, dask_address=dask_address, workers=workers)
+        _run(params, storage, dask_address=dask_address, workers=workers, verbose=verbose)
     except BaseException as exc:
         if not isinstance(exc, typer.Exit) or exc.exit_code != 0:
             _clean_after_failure(out, existed)
@@ -232,12 +238,19 @@ def _interrupted(out: str, existed: bool) -> None:
 
 
 def _run(
-    params: Any, storage: dict[str, Any], *, dask_address: str | None, workers: int | None
+    params: Any,
+    storage: dict[str, Any],
+    *,
+    dask_address: str | None,
+    workers: int | None,
+    verbose: bool = False,
 ) -> None:
     from flows.corpus_qa import run_corpus_qa
     from flows.ephemeral import start_ephemeral_server
     from tasks.io.summary import FailureRateExceeded
 
+    if not (debug_enabled() or verbose):
+        quiet_expected_errors()  # egr prints its own line for those
     start_ephemeral_server()
     console = Console()
     t0 = time.perf_counter()

@@ -156,3 +156,48 @@ def test_help_still_works_and_exits_0(egr: Egr, work: Path) -> None:
     assert res.returncode == 0 and "Usage" in res.stdout
     res = egr("run", "--help")
     assert res.returncode == 0 and "--endpoint-url" in res.stdout and "--profile" in res.stdout
+
+
+def test_the_mechanism_other_commands_plug_into() -> None:
+    """register() makes an exception expected: guard() prints its line with its exit code, and
+    quiet_expected_errors() drops Prefect's traceback record of it; other errors stay loud."""
+    import logging
+
+    import typer
+
+    from egr.errors import RunFailed, as_user_error, guard, quiet_expected_errors, register
+
+    class Boom(Exception):
+        pass
+
+    class Bug(Exception):
+        pass
+
+    register(Boom, lambda e: RunFailed(f"boom: {e}"))
+
+    @guard
+    def cmd(exc: Exception) -> None:
+        raise exc
+
+    with pytest.raises(typer.Exit) as exited:
+        cmd(Boom("x"))
+    assert exited.value.exit_code == 1
+    with pytest.raises(Bug):
+        cmd(Bug("y"))
+    assert as_user_error(Bug("y")) is None
+
+    quiet_expected_errors(("egr-test-engine",))
+    seen: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: seen.append(record.getMessage())  # type: ignore[method-assign]
+    logger = logging.getLogger("egr-test-engine")
+    logger.addHandler(handler)
+    try:
+        for exc in (Boom("expected"), Bug("a bug")):
+            try:
+                raise exc
+            except Exception:
+                logger.exception("Encountered exception during execution: %r", exc)
+    finally:
+        logger.removeHandler(handler)
+    assert seen == ["Encountered exception during execution: Bug('a bug')"]
