@@ -4,6 +4,7 @@ questions file fails in a second with one clear line instead of a flow-run trace
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 
 def check_model(model: str) -> str:
@@ -21,14 +22,24 @@ def check_model(model: str) -> str:
     return model_type
 
 
-def check_questions(path: str) -> int:
-    """The number of questions in a local questions file (remote files are checked by the flow).
+def check_questions(path: str, storage_options: dict[str, Any] | None = None) -> int:
+    """The number of questions in a questions file (a remote one is only checked to exist).
 
     Raises:
-        QuestionsFileError: the file is missing or invalid (file, entry, line and field named).
+        QuestionsFileError: the file is invalid (file, entry, line and field named).
+        UsageError: the file is missing or not a file; StorageError: its store is unreachable.
     """
-    if "://" in path:
+    from egr.errors import UsageError
+    from egr.storage import is_remote, remote_exists
+
+    if is_remote(path):
+        if not remote_exists(path, dict(storage_options or {}), what="--questions"):
+            raise UsageError(f"--questions {path}: not found")
         return -1
     from egr_core.questions import load_questions
 
-    return len(load_questions(Path(path)))
+    p = Path(path.removeprefix("file://")).expanduser()
+    if not p.is_file():
+        what = "is a folder, not a file" if p.is_dir() else "no such file"
+        raise UsageError(f"--questions {path}: {what}")
+    return len(load_questions(p))

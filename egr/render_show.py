@@ -534,7 +534,7 @@ def render_show(
     draw = ImageDraw.Draw(canvas)
 
     name = (data.uri or data.doc_id).rstrip("/").rsplit("/", 1)[-1]
-    page_txt = f"page {data.page} (p. {data.page + 1})" if data.page is not None else "no page"
+    page_txt = f"page {data.page}" if data.page is not None else "no page"  # 0-based everywhere
     draw.text((MARGIN, MARGIN), f"{name} · {page_txt}", font=f_title, fill=INK)
     draw.text(
         (MARGIN, MARGIN + 32),

@@ -57,6 +57,8 @@ __all__ = [
 # Exceptions PyMuPDF/MuPDF raise on bad input: FileDataError is a RuntimeError, MuPDF's own
 # errors derive from mupdf.FzErrorBase, and PyMuPDF raises ValueError for closed/locked docs.
 _MUPDF_ERRORS: tuple[type[BaseException], ...] = (RuntimeError, ValueError, mupdf.FzErrorBase)
+#: How much of a word (points, along each axis) a box must cover for the word to be "under" it.
+TEXT_TOLERANCE_PT = 1.0
 _HEADER_WINDOW = 1024  # Acrobat accepts junk before "%PDF-" within the first 1024 bytes
 
 
@@ -522,8 +524,17 @@ class PdfDocument:
             out.append(Word(text, (r.x0, r.y0, r.x1, r.y1), int(block), int(line)))
         return out
 
-    def text_in_box(self, i: int, box: Box) -> str:
-        """Text of the words whose centre lies inside ``box``, in reading order, single spaces.
+    def has_text_layer(self, i: int) -> bool:
+        """Whether page ``i`` has any word in its text layer (False for a scan without OCR)."""
+        return bool(self.words(i))
+
+    def text_in_box(self, i: int, box: Box, *, tol_pt: float = TEXT_TOLERANCE_PT) -> str:
+        """Text of the words that overlap ``box``, in reading order, single spaces.
+
+        A word counts when the box covers more than ``tol_pt`` points of it along both axes (or
+        more than half of it along an axis where the word is narrower than ``2 * tol_pt``): a
+        box over part of a value reads the whole value, a box that grazes the next line by a
+        point does not read that line.
 
         Reading order: the dominant text direction of the selected lines defines a reading frame
         (so rotated pages and vertical text read along their lines); in that frame MuPDF's text
@@ -534,8 +545,10 @@ class PdfDocument:
         bx0, by0, bx1, by1 = geom.box_to_points(box)
         lines: dict[tuple[int, int], list[Word]] = {}
         for w in self.words(i):
-            cx, cy = (w.rect_pt[0] + w.rect_pt[2]) / 2, (w.rect_pt[1] + w.rect_pt[3]) / 2
-            if bx0 <= cx <= bx1 and by0 <= cy <= by1:
+            wx0, wy0, wx1, wy1 = w.rect_pt
+            need_x = min(tol_pt, (wx1 - wx0) / 2)
+            need_y = min(tol_pt, (wy1 - wy0) / 2)
+            if min(bx1, wx1) - max(bx0, wx0) > need_x and min(by1, wy1) - max(by0, wy0) > need_y:
                 lines.setdefault((w.block, w.line), []).append(w)
         if not lines:
             return ""

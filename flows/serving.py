@@ -25,6 +25,8 @@ from prefect.flows import load_flow_from_entrypoint
 from prefect.schedules import Cron
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
+from flows.ephemeral import die_with_parent
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -75,12 +77,17 @@ def _free_port() -> int:
 @contextlib.contextmanager
 def local_server(timeout: float = 120.0) -> Iterator[str]:
     """Start ``prefect server start`` on 127.0.0.1 (all services, incl. the scheduler) and set
-    ``PREFECT_API_URL`` in this process's settings while it runs. Yields the API URL."""
+    ``PREFECT_API_URL`` in this process's settings while it runs. Yields the API URL.
+
+    The server runs in its own session, so a Ctrl-C in the terminal interrupts only this process,
+    which pauses its deployments while the server still answers and then stops it; it gets
+    SIGTERM when this process dies in any other way (PR_SET_PDEATHSIG)."""
     port = _free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
          "--port", str(port)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=die_with_parent,
+        start_new_session=True,  # Ctrl-C reaches egr serve only; the server stops last
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}/api"
     try:

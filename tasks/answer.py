@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
-from prefect.concurrency.sync import concurrency
 
 from egr_core.config import EgrConfig
 from tasks.io import answering as A
 from tasks.io.models import load_model
 from tasks.io.rasterize import RasterizedDoc, open_view
 from tasks.io.records import RunContext
+from tasks.limits import gpu_slot
 
 
 @task(name="ground-and-answer", cache_policy=NO_CACHE)
@@ -25,7 +25,7 @@ def answer_document(
     if not doc.usable:  # the sandbox could not render it: status rows, no in-process open
         return A.failed_document_rows(ctx, doc)
     results, failures = [], {}
-    with concurrency(gpu_limit, occupy=1, strict=True), open_view(doc) as view:
+    with gpu_slot(gpu_limit), open_view(doc) as view:
         try:
             egg = A.make_grounder(load_model(model, device, dtype), config)
         except Exception as exc:  # noqa: BLE001 - a model that cannot load fails every item

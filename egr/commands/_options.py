@@ -25,3 +25,19 @@ StopTauArg = Annotated[
     float | None,
     typer.Option("--stop-tau", help="Entropy threshold (nats) of --stop-rule confidence.", min=0),
 ]
+
+
+#: ``--endpoint-url`` and ``--profile``: the storage options of every command that reads or
+#: writes an object store (run, query, show, watch, serve, review). Unset, the standard
+#: environment applies: AWS_ENDPOINT_URL(_S3), AWS_PROFILE, AWS_* credentials, FSSPEC_S3_*.
+EndpointUrlArg = Annotated[
+    str | None,
+    typer.Option(
+        "--endpoint-url",
+        help="S3-compatible endpoint (MinIO, ...); default: AWS_ENDPOINT_URL or AWS config.",
+    ),
+]
+ProfileArg = Annotated[
+    str | None,
+    typer.Option("--profile", help="AWS profile for s3:// paths; default: AWS_PROFILE."),
+]

@@ -2,7 +2,8 @@
 
 Without ``--page`` every page is scored by the first-answer-token entropy of [page] + question
 (one forward each, no backward) and the page with the *lowest* entropy (the model is most
-confident it can answer there) is grounded. With ``--page N`` (0-based) only that page is used.
+confident it can answer there) is grounded. With ``--page N`` only that page is used. Pages are
+0-based here as everywhere in egr (page 0 is the first page).
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ from typing import Annotated, Any
 import typer
 
 from egr.commands._options import StopRuleArg, StopTauArg
-from egr.commands.query import fail
 
 
 def _num(x: float) -> float | str:
@@ -120,7 +120,9 @@ def _print(result: dict[str, Any]) -> None:
 
     con = Console()
     if result["page_ranking"]:
-        ranks = ", ".join(f"p{r['page']}: {r['entropy']:.3f}" for r in result["page_ranking"][:5])
+        ranks = ", ".join(
+            f"page {r['page']}: {r['entropy']:.3f}" for r in result["page_ranking"][:5]
+        )
         con.print(f"pages by first-token entropy (lowest first): {ranks}")
     con.print(f"[bold]page {result['page']}[/bold]  Q: {result['question']}")
     con.print(f"[bold green]A:[/bold green] {result['answer']}")
@@ -153,7 +155,9 @@ def command(
     question: Annotated[str, typer.Argument(help="The question to answer.")],
     page: Annotated[
         int | None,
-        typer.Option("--page", help="0-based page; default: the page with the lowest entropy."),
+        typer.Option(
+            "--page", help="Page (0 = the first); default: the page with the lowest entropy.", min=0
+        ),
     ] = None,
     model: Annotated[
         str | None,
@@ -163,14 +167,15 @@ def command(
     ] = None,
     device: Annotated[str, typer.Option("--device", help="cpu | cuda | cuda:N.")] = "cpu",
     max_rounds: Annotated[
-        int | None, typer.Option("--max-rounds", help="Zoom rounds (0 = plain answer).")
+        int | None, typer.Option("--max-rounds", help="Zoom rounds (0 = plain answer).", min=0)
     ] = None,
     stop_rule: StopRuleArg = None,
     stop_tau: StopTauArg = None,
     as_json: Annotated[bool, typer.Option("--json", help="Emit one JSON object.")] = False,
 ) -> None:
     """Answer QUESTION about PDF: ranked evidence boxes, every zoom round, the stop reason."""
-    from egr_core.errors import EgrError
+    from egr.errors import UsageError
+    from egr.preflight import check_model
 
     if model is None:
         from egr.reader import default_model_path
@@ -178,18 +183,19 @@ def command(
         try:
             model = default_model_path()
         except FileNotFoundError as exc:
-            raise fail(str(exc), 2) from exc
+            raise UsageError(f"--model: {exc}") from exc
     if not question.strip():
-        raise fail("the question is empty", 2)
+        raise UsageError("QUESTION: the question is empty")
     if not pdf.is_file():
-        raise fail(f"{pdf}: no such file", 2)
+        raise UsageError(f"PDF {pdf}: {'is a folder' if pdf.is_dir() else 'no such file'}")
+    check_model(model)  # unknown or unsupported model: one line, exit 2 (as egr run)
     try:
         result = ask(
             pdf, question, page=page, model=model, device=device, max_rounds=max_rounds,
             stop_rule=stop_rule.value if stop_rule else None, stop_tau=stop_tau,
         )  # fmt: skip
-    except (EgrError, OSError, ValueError) as exc:
-        raise fail(str(exc), 1) from exc
+    except OSError as exc:
+        raise UsageError(f"PDF {pdf}: cannot read: {exc}") from exc
     if as_json:
         typer.echo(json.dumps(result, indent=2))
     else:

@@ -80,17 +80,21 @@ def command(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from egr.commands.query import fail
-    from egr.commands.run import BarsReporter, print_summary
+    from egr.commands.run import BarsReporter, exit_now_on_ctrl_c, print_summary
     from egr.commands.synth import _parse_kinds, write_corpus
+    from egr.errors import debug_enabled, quiet_expected_errors
     from egr.preflight import check_model
     from egr.reader import default_model_path
     from egr.scoring import load_ground_truth, score
+    from egr.storage import check_out_writable
     from egr_core.errors import EgrError
     from flows.corpus_qa import run_corpus_qa
+    from flows.ephemeral import start_ephemeral_server
     from flows.params import RunParams
     from tasks.io.store import Store
     from tasks.io.summary import FailureRateExceeded
 
+    existed = check_out_writable(str(out), {})  # --out a file or read-only: one line, exit 3
     console = Console()
     t0 = time.perf_counter()
     corpus = out / "corpus"
@@ -115,6 +119,10 @@ def command(
         max_rounds=max_rounds,
     )
     console.print(f"[bold]2/3 corpus QA[/bold]  model {model_id}")
+    start_ephemeral_server()
+    exit_now_on_ctrl_c(str(out), existed)
+    if not debug_enabled():
+        quiet_expected_errors()  # e.g. the failure-rate gate: reported below in one line
     columns = (
         TextColumn("{task.description:>10}"),
         BarColumn(),

@@ -13,6 +13,8 @@ from typing import Annotated, Any
 
 import typer
 
+from egr.commands._options import EndpointUrlArg, ProfileArg
+
 FORMATS = ("table", "csv", "json")
 
 
@@ -89,9 +91,23 @@ def print_result(columns: list[str], rows: list[tuple[Any, ...]], fmt: str, titl
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:
-    """Print ``message`` on stderr and return the Exit to raise."""
+    """Print ``message`` on stderr and return the Exit to raise (prefer raising an
+    ``egr.errors.UserError``, which every command turns into the same line and exit code)."""
     typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
     return typer.Exit(code)
+
+
+def open_store(out: str, storage: dict[str, Any]) -> Any:
+    """The Store of an output root to read, checked first (missing root, unreachable store).
+
+    Raises:
+        UsageError: the root does not exist; StorageError: its object store cannot be reached.
+    """
+    from egr.storage import check_readable_root
+    from tasks.io.store import Store
+
+    check_readable_root(out, storage)
+    return Store(out, storage_options=storage)
 
 
 def command(
@@ -116,19 +132,18 @@ def command(
             "(e.g. --set threshold=1.5, --set doc=invoice.pdf, --set run_a=... --set run_b=...).",
         ),
     ] = None,
+    endpoint_url: EndpointUrlArg = None,
+    profile: ProfileArg = None,
 ) -> None:
     """Query the answers, evidence and runs tables of an output root with SQL."""
-    from tasks.io.duck import QueryError, run_query
-    from tasks.io.store import Store, StoreError
+    from egr.errors import UsageError
+    from egr.storage import storage_options
+    from tasks.io.duck import run_query
 
     if fmt not in FORMATS:
-        raise fail(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}", 2)
+        raise UsageError(f"--format {fmt!r}: expected one of {', '.join(FORMATS)}")
     variables = _parse_vars(set_ or [])
-    try:
-        result = run_query(Store(out), query, variables)
-    except QueryError as exc:
-        raise fail(str(exc), 2) from exc
-    except StoreError as exc:
-        raise fail(str(exc), 1) from exc
+    store = open_store(out, storage_options(endpoint_url, profile))
+    result = run_query(store, query, variables)  # QueryError, StoreError: one line, exit 2
     title = query if query.lower().endswith(".sql") else "query"
     print_result(result.columns, result.rows, fmt, title)

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import re
+import shlex
+import shutil
+import signal
 import threading
 import time
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -11,9 +17,16 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from egr.commands._options import StopRuleArg, StopTauArg
+from egr.commands._options import EndpointUrlArg, ProfileArg, StopRuleArg, StopTauArg
 from egr.commands._prefect_env import prefect_defaults
-from egr.commands.query import fail
+from egr.errors import (
+    INTERRUPTED,
+    RunFailed,
+    UsageError,
+    debug_enabled,
+    quiet_expected_errors,
+)
+from egr.storage import check_out_writable, count_pdfs, is_remote, storage_flags, storage_options
 
 STAGES = ("rasterize", "answer", "store")
 
@@ -55,20 +68,76 @@ class BarsReporter:
                 self.progress.update(self.tasks[stage], completed=sum(f.done() for f in futs))
 
 
-def print_summary(summary: Any, console: Console) -> None:
-    """The run's summary table (the same rows as the Prefect artifact) and its headline."""
+def print_summary(summary: Any, console: Console, storage: dict[str, Any] | None = None) -> None:
+    """The run's summary table (the same rows as the Prefect artifact), its headline and the
+    next commands to try (carrying the run's storage options)."""
+    console.print(summary_table(summary))
+    console.print(summary.headline())
+    rid = summary.run_id
+    sql = f"SELECT doc_id, question_id, answer, status FROM answers WHERE run_id = '{rid}'"
+    out = str(summary.out)
+    flags = f"--out {shlex.quote(out)}{storage_flags(storage or {}) if is_remote(out) else ''}"
+    console.print(f'\nNext: [bold]egr query "{sql}" {flags}[/bold]', soft_wrap=True)  # ids: [\w-]
+    console.print(f"      [bold]egr show {flags} --doc DOC --question QID[/bold]", soft_wrap=True)
+
+
+def summary_table(summary: Any) -> Table:
+    """The summary rows as a table that stays readable at 80 columns (names fold, not vanish)."""
     rows = summary.table()
-    table = Table(title=f"egr run {summary.run_id}", show_lines=False)
+    table = Table(title=f"egr run {summary.run_id}", show_lines=False, pad_edge=False)
     for col in rows[0]:
-        table.add_column(col, justify="right" if col not in ("document", "status") else "left")
+        left = col in ("document", "status")
+        table.add_column(
+            col.replace("_", " "), justify="left" if left else "right",
+            overflow="fold", no_wrap=not left, min_width=None if left else len(col),
+            ratio=2 if col == "document" else 1 if col == "status" else None,
+        )  # fmt: skip
     for r in rows:
         table.add_row(*(str(v) for v in r.values()), style="bold" if r is rows[-1] else None)
-    console.print(table)
-    console.print(summary.headline())
-    sql = (
-        f"SELECT doc_id, question_id, answer, status FROM answers WHERE run_id = '{summary.run_id}'"
-    )
-    console.print(f'\nNext: [bold]egr query "{sql}" --out {summary.out}[/bold]')
+    return table
+
+
+_DEVICE = re.compile(r"^(cpu|auto|mps|cuda(:\d+)?)$")
+
+
+def preflight(
+    source: str,
+    questions: str,
+    out: str,
+    model: str,
+    device: str,
+    storage: dict[str, Any],
+    *,
+    workers: int | None,
+    dask_address: str | None,
+) -> bool:
+    """Everything that can be checked before Prefect starts, cheapest first. Returns whether
+    ``out`` existed. Raises egr.errors types (one line each)."""
+    from egr.preflight import check_model, check_questions
+
+    if not _DEVICE.match(device):
+        raise UsageError(f"--device {device!r}: expected cpu, cuda, cuda:N, mps or auto")
+    if workers is not None and dask_address is not None:
+        raise UsageError("--workers and --dask-address: give one or the other")
+    check_questions(questions, storage)
+    count_pdfs(source, storage)
+    existed = check_out_writable(out, storage)
+    check_model(model)
+    return existed
+
+
+def _clean_after_failure(out: str, existed: bool) -> None:
+    """Remove what a failed run created under a local ``out`` that held no tables before."""
+    if is_remote(out):
+        return
+    root = Path(out.removeprefix("file://")).expanduser()
+    tables = [p for p in root.iterdir() if p.name != "_work"] if root.is_dir() else []
+    if tables:
+        return  # something was committed (or the folder held other things): keep it all
+    shutil.rmtree(root / "_work", ignore_errors=True)
+    if not existed:
+        with contextlib.suppress(OSError):
+            root.rmdir()
 
 
 def command(
@@ -86,10 +155,16 @@ def command(
     stop_rule: StopRuleArg = None,
     stop_tau: StopTauArg = None,
     max_pages: Annotated[
-        int | None, typer.Option(help="Pages processed per document (longer ones are cut).")
+        int | None,
+        typer.Option(
+            help="Pages processed per document, longer ones are cut (default: 50).",
+            min=1,
+        ),
     ] = None,
     top_pages: Annotated[int, typer.Option(help="Pages grounded per question.", min=1)] = 1,
-    max_failure_rate: Annotated[float, typer.Option(help="Fail the run above this.")] = 0.5,
+    max_failure_rate: Annotated[
+        float, typer.Option(help="Fail the run above this share of failed items.", min=0, max=1)
+    ] = 0.5,
     render_timeout: Annotated[
         float, typer.Option(help="Seconds a document may take to open and render.", min=0.1)
     ] = 120.0,
@@ -100,34 +175,84 @@ def command(
         int, typer.Option(help="Sandboxed render worker processes.", min=1)
     ] = 2,
     dask_address: Annotated[str | None, typer.Option(help="Run tasks on this Dask.")] = None,
-    workers: Annotated[int | None, typer.Option(help="Local Dask cluster of N workers.")] = None,
-    endpoint_url: Annotated[str | None, typer.Option(help="S3 endpoint (MinIO, ...).")] = None,
+    workers: Annotated[
+        int | None, typer.Option(help="Local Dask cluster of N workers.", min=1)
+    ] = None,
+    endpoint_url: EndpointUrlArg = None,
+    profile: ProfileArg = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Prefect logs.")] = False,
 ) -> None:
     """Answer every question about every PDF of SOURCE, with evidence, into Parquet tables."""
     prefect_defaults(verbose)
-    from egr.preflight import check_model, check_questions
-    from egr_core.errors import EgrError
-    from flows.corpus_qa import run_corpus_qa
     from flows.params import DEFAULT_MAX_PAGES, RunParams, default_model
-    from tasks.io.summary import FailureRateExceeded
 
-    console = Console()
-    try:
-        model = model or default_model()
-        check_questions(questions)
-        check_model(model)
-    except (EgrError, FileNotFoundError) as exc:
-        raise fail(str(exc), 2) from exc
+    storage = storage_options(endpoint_url, profile)
+    model = model or default_model()
+    existed = preflight(
+        source, questions, out, model, device, storage, workers=workers, dask_address=dask_address
+    )
     params = RunParams(
         source=source, questions=questions, out=out, model=model,
         device=device, max_rounds=max_rounds, top_k=top_k, top_pages=top_pages,
         stop_rule=stop_rule.value if stop_rule else None, stop_tau=stop_tau,
         max_pages=max_pages or DEFAULT_MAX_PAGES, max_failure_rate=max_failure_rate,
         render_timeout_s=render_timeout, render_memory_mb=render_memory_mb,
-        render_workers=render_workers,
-        storage_options={"endpoint_url": endpoint_url} if endpoint_url else {},
+        render_workers=render_workers, storage_options=storage,
     )  # fmt: skip
+    exit_now_on_ctrl_c(out, existed)
+    try:
+        _run(params, storage, dask_address=dask_address, workers=workers, verbose=verbose)
+    except BaseException as exc:
+        if not isinstance(exc, typer.Exit) or exc.exit_code != 0:
+            _clean_after_failure(out, existed)
+        raise
+
+
+def exit_now_on_ctrl_c(out: str, existed: bool) -> None:
+    """From here on, Ctrl-C ends the command at once with one line (see :func:`_interrupted`);
+    with --debug, Python's KeyboardInterrupt and its traceback instead."""
+    if not debug_enabled():
+        signal.signal(signal.SIGINT, lambda *_: _interrupted(out, existed))
+
+
+def _interrupted(out: str, existed: bool) -> None:
+    """Ctrl-C (SIGINT handler): say what is kept and leave now. Unwinding instead would wait in
+    Prefect's task runner for worker threads that wait for the model's concurrency slot; every
+    commit is atomic, so stopping mid-write leaves nothing half-visible, and the Prefect server
+    and the render workers stop with this process."""
+    import os
+    import sys
+
+    _clean_after_failure(out, existed)
+    with contextlib.suppress(Exception):  # the model's concurrency slot, or the next run waits
+        from tasks.limits import release_held_slots
+
+        release_held_slots()
+    typer.secho(
+        f"interrupted: committed work is kept under {out}; the same command continues it",
+        fg=typer.colors.YELLOW, err=True,
+    )  # fmt: skip
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(INTERRUPTED)
+
+
+def _run(
+    params: Any,
+    storage: dict[str, Any],
+    *,
+    dask_address: str | None,
+    workers: int | None,
+    verbose: bool = False,
+) -> None:
+    from flows.corpus_qa import run_corpus_qa
+    from flows.ephemeral import start_ephemeral_server
+    from tasks.io.summary import FailureRateExceeded
+
+    if not (debug_enabled() or verbose):
+        quiet_expected_errors()  # egr prints its own line for those
+    start_ephemeral_server()
+    console = Console()
     t0 = time.perf_counter()
     columns = (TextColumn("{task.description:>10}"), BarColumn(), MofNCompleteColumn(),
                TimeElapsedColumn())  # fmt: skip
@@ -142,8 +267,7 @@ def command(
             summary, failed = exc.summary, exc
         finally:
             reporter.close()
-    print_summary(summary, console)
+    print_summary(summary, console, storage)
     console.print(f"[dim]wall time {time.perf_counter() - t0:.1f} s[/dim]")
     if failed is not None:
-        console.print(f"[red]{failed}[/red]")
-        raise typer.Exit(code=1)
+        raise RunFailed(str(failed))

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from egr.commands._options import EndpointUrlArg, ProfileArg
 from egr.commands._prefect_env import prefect_defaults
 
 
@@ -29,7 +30,8 @@ def command(
     watch: Annotated[
         str | None, typer.Option(help="Also bridge s3://bucket/prefix uploads into events.")
     ] = None,
-    endpoint_url: Annotated[str | None, typer.Option(help="S3 endpoint for --watch.")] = None,
+    endpoint_url: EndpointUrlArg = None,
+    profile: ProfileArg = None,
     limit: Annotated[int, typer.Option(help="Concurrent flow runs.")] = 1,
 ) -> None:
     """Serve nightly-corpus-qa (cron) and on-upload (event trigger) from this process.
@@ -38,10 +40,15 @@ def command(
     server has no scheduler, so cron schedules would never fire).
     """
     prefect_defaults(verbose=True)
+    from egr.errors import UsageError
+    from egr.storage import storage_options
+
+    if not prefect_yaml.is_file():
+        raise UsageError(f"--prefect-yaml {prefect_yaml}: no such file")
     from flows.serving import load_spec, serve_spec
 
     serve_spec(
         load_spec(prefect_yaml), only=only, params=_param(param or []), watch_url=watch,
-        storage_options={"endpoint_url": endpoint_url} if endpoint_url else {}, limit=limit,
+        storage_options=storage_options(endpoint_url, profile), limit=limit,
         on_server=lambda url: typer.echo(f"started a local Prefect server: {url}"),
     )  # fmt: skip

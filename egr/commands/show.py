@@ -8,7 +8,8 @@ from typing import Annotated
 
 import typer
 
-from egr.commands.query import fail
+from egr.commands._options import EndpointUrlArg, ProfileArg
+from egr.commands.query import open_store
 
 
 def command(
@@ -30,24 +31,24 @@ def command(
         int | None,
         typer.Option("--round", help="Zoom round whose maps to paint (default: the evidence's)."),
     ] = None,
+    endpoint_url: EndpointUrlArg = None,
+    profile: ProfileArg = None,
 ) -> None:
     """Draw a question's answer on its page: relevance heatmap, ranked boxes, crops, text."""
     from rich.console import Console
     from rich.table import Table
 
+    from egr.errors import OutputError
     from egr.render_show import load_show_data, page_image, render_show
+    from egr.storage import storage_options
     from tasks.io.duck import connect
-    from tasks.io.store import Store, StoreError
 
+    store = open_store(out, storage_options(endpoint_url, profile))
+    con = connect(store)  # StoreError (empty root, corrupt part): one line, exit 2
     try:
-        store = Store(out)
-        con = connect(store)
-        try:
-            data = load_show_data(con, doc, question, run_id=run, heat_round=round_)
-        finally:
-            con.close()
-    except StoreError as exc:
-        raise fail(str(exc), 1) from exc
+        data = load_show_data(con, doc, question, run_id=run, heat_round=round_)
+    finally:
+        con.close()
 
     image, note = page_image(data, store)
     if note:
@@ -64,7 +65,7 @@ def command(
         png.parent.mkdir(parents=True, exist_ok=True)
         picture.save(png, format="PNG")
     except OSError as exc:
-        raise fail(f"cannot write {png}: {exc}", 1) from exc
+        raise OutputError(f"--png {png}: cannot write: {exc.strerror or exc}") from exc
 
     console = Console()
     console.print(f"[bold]{data.question}[/bold]  ({data.question_id}, run {data.run_id})")
@@ -73,7 +74,7 @@ def command(
     for ev in data.evidence:
         table.add_row(
             str(ev.rank),
-            str((data.page or 0) + 1),
+            "" if data.page is None else str(data.page),  # 0-based, as in every table
             str(ev.round),
             f"{ev.score:.3g}" if ev.score is not None else "",
             ", ".join(f"{v:.0f}" for v in ev.box_pt),

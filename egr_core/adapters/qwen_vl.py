@@ -19,6 +19,7 @@ The gradient of EGG is still taken w.r.t. the decoder input embeddings (method.m
 from __future__ import annotations
 
 import hashlib
+import inspect
 from typing import Any, ClassVar
 
 import torch
@@ -343,8 +344,8 @@ class QwenVLAdapter:
                 pos = torch.full((3, 1, 1), next_pos, dtype=positions.dtype, device=attn.device)
                 next_pos += 1
                 out = dec(
-                    inputs_embeds=step, attention_mask=attn, position_ids=pos,
-                    past_key_values=out.past_key_values, use_cache=True,
+                    inputs_embeds=step, attention_mask=attn, position_ids=pos, use_cache=True,
+                    **_cache_kwargs(dec, out),
                 )  # fmt: skip
             if first is None:
                 first = model.lm_head(out.last_hidden_state[:, -1, :]).float()
@@ -383,3 +384,12 @@ def _processor_model_type(processor: Any) -> str:
     if name.startswith("Qwen2_5_VL"):
         return "qwen2_5_vl"
     return "qwen2_vl"
+
+
+def _cache_kwargs(decoder: Any, out: Any) -> dict[str, Any]:
+    """The KV cache of ``out`` as the decoder's next-step keyword: ``cache`` in transformers
+    >= 5.24 (``past_key_values`` there warns a FutureWarning on every step), else the old name."""
+    if "cache" in inspect.signature(decoder.forward).parameters:
+        return {"cache": out.cache if "cache" in getattr(out, "__dataclass_fields__", {}) else
+                out.past_key_values}  # fmt: skip
+    return {"past_key_values": out.past_key_values}

@@ -112,6 +112,7 @@ def document_rows(
                     best,
                     text_fn=view.text_fn(page),
                     crop_fn=view.evidence_crop_fn(page),
+                    text_source=view.text_source(page),
                 )
             )
             continue

@@ -272,6 +272,10 @@ class DocView:
     def text_fn(self, i: int) -> Any:
         return lambda box: self.pdf.text_in_box(i, box)
 
+    def text_source(self, i: int) -> str:
+        """``"text_layer"``, or ``"none"`` for a page without one (``evidence.text_source``)."""
+        return "text_layer" if self.pdf.has_text_layer(i) else "none"
+
     def evidence_crop_fn(self, i: int) -> Any:
         return lambda box: self.pdf.render_clip(i, box, long_side_px=EVIDENCE_CROP_PX)
 

@@ -24,6 +24,8 @@ Row = dict[str, Any]
 
 #: Called with an evidence box (normalised page coords); returns the text layer under it.
 TextFn = Callable[[Box], str]
+#: ``evidence.text_source`` values: the page's text layer, or none (a scan without one).
+TEXT_LAYER, NO_TEXT = "text_layer", "none"
 #: Called with an evidence box; returns the crop as a PIL image or already-encoded PNG bytes.
 CropPngFn = Callable[[Box], "Image.Image | bytes"]
 
@@ -171,6 +173,7 @@ def answer_rows(
     crop_fn: CropPngFn | None = None,
     *,
     with_maps: bool = True,
+    text_source: str | None = None,
 ) -> dict[str, list[Row]]:
     """Rows of the answers, evidence and maps tables for one grounded answer on one page.
 
@@ -183,6 +186,9 @@ def answer_rows(
         text_fn: text layer under a box; ``None`` leaves ``evidence_text`` null.
         crop_fn: crop image (or PNG bytes) of a box; ``None`` leaves ``crop_png`` null.
         with_maps: also emit one maps row per relevance grid of every round.
+        text_source: where ``evidence_text`` comes from: ``"text_layer"`` (the page's words;
+            "" = no word under the box) or ``"none"`` (the page has no text layer, e.g. a scan:
+            ``evidence_text`` stays null); None = ``"text_layer"`` when ``text_fn`` is given.
 
     Returns:
         ``{"answers": [1 row], "evidence": [K rows], "maps": [one per grid]}``.
@@ -211,8 +217,17 @@ def answer_rows(
             "timings": json.dumps(grounded.timings_ms, sort_keys=True),
         }
     ]
+    if text_source is None:
+        text_source = TEXT_LAYER if text_fn is not None else None
+    if text_source == NO_TEXT:
+        text_fn = None
     evidence = [
-        _evidence_row(prov, item, rank, page_index, page, region, grounded.rounds, text_fn, crop_fn)
+        {
+            **_evidence_row(
+                prov, item, rank, page_index, page, region, grounded.rounds, text_fn, crop_fn
+            ),
+            "text_source": text_source,
+        }
         for rank, region in enumerate(grounded.evidence, start=1)
     ]
     maps = list(_map_rows(prov, item, page_index, page, grounded.rounds)) if with_maps else []

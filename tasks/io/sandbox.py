@@ -300,7 +300,11 @@ def _worker_main(conn: Any, memory_mb: int, skip_layout: bool) -> None:
     ``skip_layout`` blocks the ``pymupdf.layout`` and ``pymupdf4llm`` add-ons that PyMuPDF 2.0
     imports when present (ONNX models: ~1-2 s of start-up and ~100 MB that rendering never uses);
     PyMuPDF treats them as optional and catches the ImportError.
+
+    A Ctrl-C in the terminal reaches the whole process group; the worker ignores it (its parent
+    decides when it ends, and it ends by itself when the parent's pipe closes).
     """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     if skip_layout:
         for mod in ("pymupdf.layout", "pymupdf4llm"):
             sys.modules.setdefault(mod, None)  # type: ignore[arg-type]
@@ -311,15 +315,18 @@ def _worker_main(conn: Any, memory_mb: int, skip_layout: bool) -> None:
     pymupdf.TOOLS.mupdf_display_errors(False)
     pymupdf.TOOLS.mupdf_display_warnings(False)
     _limit_memory(memory_mb)  # after the imports: the budget is for the documents alone
-    conn.send(("ready",))
-    while True:
-        try:
-            payload = conn.recv()
-        except EOFError:
-            break
-        if payload is None:
-            break
-        _do_job(conn, pickle.loads(payload))
+    try:
+        conn.send(("ready",))
+        while True:
+            try:
+                payload = conn.recv()
+            except EOFError:
+                break
+            if payload is None:
+                break
+            _do_job(conn, pickle.loads(payload))
+    except (BrokenPipeError, ConnectionResetError):
+        return  # the parent is gone (killed or interrupted): nothing to report to
     conn.close()
 
 

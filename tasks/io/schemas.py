@@ -128,6 +128,7 @@ EVIDENCE = _schema(
         pa.field("spatial_entropy", pa.float64()),  # SE of the round the region came from
         pa.field("evidence_text", pa.string()),
         pa.field("crop_png", pa.binary()),
+        pa.field("text_source", pa.string()),  # text_layer | none (page without a text layer)
     ],
     "evidence",
 )

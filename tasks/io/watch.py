@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -48,6 +49,57 @@ def split_s3_url(url: str) -> tuple[str, str]:
 
 def wanted(key: str, prefix: str, suffix: str = ".pdf") -> bool:
     return key.startswith(prefix) and key.lower().endswith(suffix)
+
+
+class RejectedUpload(ValueError):
+    """An upload event that does not name a PDF under the configured bucket/prefix."""
+
+
+_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
+_MAX_KEY = 1024  # S3's limit on key length (bytes of UTF-8)
+
+
+def upload_source(configured: str, key: object, bucket: object = None) -> str:
+    """The object an upload event may start a run on: ``s3://<bucket>/<key>``, where the bucket
+    and prefix come from the deployment (``configured``, ``s3://bucket[/prefix]``) and the event
+    contributes only a key under that prefix. Events are data, never a source of their own.
+
+    Args:
+        configured: the deployment's source, ``s3://bucket`` or ``s3://bucket/prefix``.
+        key: the event's object key (``event.payload.key``), relative to the bucket.
+        bucket: the event's bucket (``event.payload.bucket``), if the trigger passes it; it must
+            be the configured bucket.
+
+    Raises:
+        RejectedUpload: the reason, naming the offending value.
+    """
+    try:
+        conf_bucket, prefix = split_s3_url(configured)
+    except ValueError as exc:
+        raise RejectedUpload(
+            f"configured source {configured!r} is not s3://bucket[/prefix]"
+        ) from exc
+    if bucket not in (None, "") and bucket != conf_bucket:
+        raise RejectedUpload(f"bucket {bucket!r} is not the configured bucket {conf_bucket!r}")
+    if not isinstance(key, str) or not key:
+        raise RejectedUpload(f"key must be a non-empty string, got {key!r}")
+    if len(key.encode("utf-8", "surrogatepass")) > _MAX_KEY:
+        raise RejectedUpload(f"key longer than {_MAX_KEY} bytes")
+    if any(ord(c) < 32 or ord(c) == 127 for c in key) or "\\" in key:
+        raise RejectedUpload(f"key {key!r} holds control characters or backslashes")
+    if "://" in key or _SCHEME.match(key):
+        raise RejectedUpload(f"key {key!r} looks like a URL; only a key under the prefix is read")
+    if key.startswith("/"):
+        raise RejectedUpload(f"key {key!r} is absolute; expected a key relative to the bucket")
+    parts = key.split("/")
+    if any(p in ("", ".", "..") for p in parts):
+        raise RejectedUpload(f"key {key!r} has an empty, '.' or '..' path segment")
+    prefix = prefix.strip("/")
+    if prefix and not key.startswith(prefix + "/"):
+        raise RejectedUpload(f"key {key!r} is not under the configured prefix {prefix + '/'!r}")
+    if not key.lower().endswith(".pdf"):
+        raise RejectedUpload(f"key {key!r} is not a .pdf object")
+    return f"s3://{conf_bucket}/{key}"
 
 
 def parse_s3_notification(body: str | dict[str, Any]) -> list[ObjectCreated]:

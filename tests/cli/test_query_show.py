@@ -156,19 +156,19 @@ def test_show_draws_a_blank_page_when_the_pdf_is_gone(fx: Fixture, tmp_path: Pat
 @pytest.mark.parametrize(
     ("args", "code", "message"),
     [
-        (["query", "--out", "{missing}", "SELECT 1"], 1, "does not exist"),
-        (["query", "--out", "{empty}", "SELECT 1"], 1, "no committed results"),
+        (["query", "--out", "{missing}", "SELECT 1"], 2, "no such folder"),
+        (["query", "--out", "{empty}", "SELECT 1"], 2, "no committed results"),
         (["query", "--out", "{root}", "{bad_sql}"], 2, "bad.sql"),
         (["query", "--out", "{root}", "SELEC 1"], 2, "Parser Error"),
         (["query", "--out", "{root}", "SELECT 1", "--format", "xml"], 2, "--format"),
         (
             ["show", "--out", "{root}", "--doc", "nope.pdf", "--question", "q_total"],
-            1,
+            2,
             "unknown document 'nope.pdf'",
         ),
         (
             ["show", "--out", "{root}", "--doc", "invoice.pdf", "--question", "q_zzz"],
-            1,
+            2,
             "unknown question 'q_zzz'",
         ),
         (
@@ -183,7 +183,7 @@ def test_show_draws_a_blank_page_when_the_pdf_is_gone(fx: Fixture, tmp_path: Pat
                 "--run",
                 "r_zzz",
             ],
-            1,
+            2,
             "unknown run 'r_zzz'",
         ),
         (
@@ -198,7 +198,7 @@ def test_show_draws_a_blank_page_when_the_pdf_is_gone(fx: Fixture, tmp_path: Pat
                 "--round",
                 "7",
             ],
-            1,
+            2,
             "round 7 has no relevance maps",
         ),
     ],

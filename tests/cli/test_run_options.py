@@ -15,7 +15,10 @@ class _Stop(Exception):
 
 
 def test_run_options_reach_the_run_params(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import pymupdf
+
     import flows.corpus_qa
+    import flows.ephemeral
 
     seen = {}
 
@@ -24,6 +27,10 @@ def test_run_options_reach_the_run_params(tmp_path: Path, monkeypatch: pytest.Mo
         raise _Stop
 
     monkeypatch.setattr(flows.corpus_qa, "run_corpus_qa", fake_run)
+    monkeypatch.setattr(flows.ephemeral, "start_ephemeral_server", lambda: None)
+    with pymupdf.open() as pdf:
+        pdf.new_page()
+        pdf.save(tmp_path / "one.pdf")
     questions = tmp_path / "q.yaml"
     questions.write_text("- id: total\n  text: What is the total?\n")
     result = CliRunner().invoke(

@@ -73,6 +73,6 @@ def test_ask_defaults_to_the_shipped_reader(
 
 def test_ask_errors(pdf: Path, tiny_qwen: Path, tmp_path: Path) -> None:
     res = CliRunner().invoke(app, ["ask", str(pdf), "What?", "-m", str(tmp_path / "none")])
-    assert res.exit_code == 1 and "no such checkpoint directory" in res.output
+    assert res.exit_code == 2 and "no such checkpoint directory" in res.output  # as egr run
     res = CliRunner().invoke(app, ["ask", str(pdf), "What?", "-m", str(tiny_qwen), "--page", "7"])
-    assert res.exit_code == 1 and "out of range" in res.output
+    assert res.exit_code == 2 and "out of range" in res.output

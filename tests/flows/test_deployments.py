@@ -30,7 +30,10 @@ def test_prefect_yaml_parses_and_entrypoints_resolve() -> None:
     parsed = TypeAdapter(DeploymentTriggerTypes).validate_python(trig)
     assert parsed.expect == {"egr.object.created"}
     assert parsed.within.total_seconds() == 60 and parsed.for_each == {"prefect.resource.id"}
-    assert parsed.parameters == {"key": "{{ event.payload.key }}"}
+    assert parsed.parameters == {
+        "key": "{{ event.payload.key }}",
+        "bucket": "{{ event.payload.bucket }}",
+    }
 
 
 def test_serve_builds_both_deployments() -> None:

@@ -123,4 +123,40 @@ def test_upload_events_run_flows_duplicates_and_same_bytes_add_nothing(
     assert len(answers) == 4  # 2 distinct PDFs x 2 questions, once each
     status = {Path(d["uri"]).name: d["status"] for d in store.read("documents").to_pylist()}
     assert status == {good.name: "ok", "broken.pdf": "corrupt"}
+
+    # 3. Hostile events (anything that can emit an event can send one): a key that is a URL
+    # and a key that climbs out of the prefix. Each matches the trigger and starts a run, which
+    # rejects it with a logged reason and reads nothing.
+    from prefect.events import emit_event
+
+    from flows.bridge import EVENT, flush
+
+    hostile = {"evil-url.pdf": "file:///etc/passwd", "evil-dots.pdf": "incoming/../secret.pdf"}
+    for name, key in hostile.items():
+        emit_event(
+            event=EVENT, resource={"prefect.resource.id": f"s3://{BUCKET}/{PREFIX}{name}"},
+            payload={"bucket": BUCKET, "key": key},
+        )  # fmt: skip
+    flush()
+    runs = _wait_runs(deployment_id, 5)
+    new = [r for r in runs if r.parameters.get("key") in hostile.values()]
+    assert len(new) == 2 and all(r.state.type.value == "COMPLETED" for r in new), new
+    assert len(store.read("answers").to_pylist()) == 4  # nothing was read or written
+    assert _logs_of(new) == {"upload event rejected"}, "each run logs why it rejected"
     runner.stop()
+
+
+def _logs_of(runs: list, timeout: float = 60.0) -> set[str]:
+    """The rejection lines logged by ``runs`` (waits for the API log handler to deliver)."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+
+    deadline = time.monotonic() + timeout
+    while True:
+        with get_client(sync_client=True) as client:
+            ids = [r.id for r in runs]
+            logs = client.read_logs(LogFilter(flow_run_id=LogFilterFlowRunId(any_=ids)))
+        found = {lg.flow_run_id for lg in logs if "upload event rejected" in lg.message}
+        if found == set(ids) or time.monotonic() > deadline:
+            return {"upload event rejected"} if found == set(ids) else {str(len(found))}
+        time.sleep(0.5)

@@ -225,20 +225,26 @@ def test_render_clip_is_a_lossless_zoom_of_the_page_render() -> None:
 
 
 # --------------------------------------------------------------------------------- text --
-def test_text_in_box_reading_order_and_centre_rule() -> None:
+def test_text_in_box_reading_order_and_overlap_rule() -> None:
     # Inserted out of order: the second line first, words of a line right to left.
     lines = [(40, 100, "gamma"), (110, 100, "delta"), (100, 60, "beta"), (40, 60, "alpha")]
     lines += [(300, 250, "faraway")]
     with open_pdf(text_pdf(lines)) as doc:
         assert doc.text_in_box(0, Box(0, 0, 1, 1)) == "alpha beta gamma delta faraway"
         assert doc.text_in_box(0, Box(0.0, 0.0, 0.5, 0.5)) == "alpha beta gamma delta"
-        # Only words whose centre is inside count: a box over the left half of "alpha" only.
+        # A word counts when the box covers more than the tolerance (1 pt) of it on both axes.
         words = {w.text: w for w in doc.words(0)}
         ax0, ay0, ax1, ay1 = words["alpha"].rect_pt
         g = doc.page_geometry(0)
-        half = g.points_to_box(ax0 - 1, ay0 - 1, (ax0 + ax1) / 2 - 1, ay1 + 1)
-        assert doc.text_in_box(0, half) == ""
-        assert doc.text_in_box(0, g.points_to_box(ax0 - 1, ay0 - 1, ax1, ay1 + 1)) == "alpha"
+        left_third = g.points_to_box(ax0 - 1, ay0 - 1, ax0 + (ax1 - ax0) / 3, ay1 + 1)
+        assert doc.text_in_box(0, left_third) == "alpha"  # its centre is outside the box
+        inner = g.points_to_box(ax0 + 3, ay0 + 3, ax1 - 3, ay1 - 3)
+        assert doc.text_in_box(0, inner) == "alpha"  # the box inside the word
+        graze = g.points_to_box(ax1 - 0.5, ay0, ax1 + 20, ay1)  # 0.5 pt of "alpha", no more
+        assert doc.text_in_box(0, graze) == ""
+        assert doc.text_in_box(0, graze, tol_pt=0.25) == "alpha"
+        above = g.points_to_box(ax0, ay0 - 20, ax1, ay0 + 0.5)  # grazes its top by 0.5 pt
+        assert doc.text_in_box(0, above) == ""
         assert doc.text_in_box(0, Box(0.9, 0.0, 1.0, 0.1)) == ""
 
 

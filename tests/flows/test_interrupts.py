@@ -1,0 +1,113 @@
+"""What an abrupt stop leaves behind: no Prefect server process, no taken model slot."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+
+def test_a_held_gpu_slot_is_returned_by_release_held_slots(prefect_server: str) -> None:
+    from prefect import flow, task
+    from prefect.client.orchestration import get_client
+
+    from tasks.limits import ensure_gpu_limit, gpu_slot, release_held_slots
+
+    name = "egr-test-release"
+
+    def active() -> int:
+        with get_client(sync_client=True) as client:
+            return client.read_global_concurrency_limit_by_name(name).active_slots
+
+    @task
+    def hold_then_stop_abruptly() -> tuple[int, int, int]:
+        with gpu_slot(name):
+            held = active()
+            released = release_held_slots()  # what the Ctrl-C handler does before os._exit
+            return held, released, active()
+
+    @flow
+    def f() -> tuple[int, int, int]:
+        ensure_gpu_limit(name, 1)
+        return hold_then_stop_abruptly()
+
+    held, released, after = f()
+    assert (held, released, after) == (1, 1, 0)
+    assert release_held_slots() == 0  # nothing left to release
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux")
+def test_a_killed_process_leaves_no_ephemeral_server(tmp_path) -> None:
+    script = textwrap.dedent(
+        """
+        import sys, time
+        from flows.ephemeral import start_ephemeral_server
+        import prefect.server.api.server as s
+        start_ephemeral_server()
+        print(s.SubprocessASGIServer().server_process.pid, flush=True)
+        time.sleep(600)
+        """
+    )
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    env.update(PREFECT_HOME=str(tmp_path), PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS="180")
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True,
+                            env=env)  # fmt: skip
+    try:
+        server_pid = int(proc.stdout.readline())
+        os.kill(server_pid, 0)  # the server runs
+        proc.kill()  # SIGKILL: no atexit, no finally
+        proc.wait(timeout=10)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                os.kill(server_pid, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.2)
+        else:
+            os.kill(server_pid, signal.SIGKILL)
+            pytest.fail("the server outlived its killed parent")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def test_ctrl_c_on_egr_run_is_one_line_exit_130_and_leaves_no_process(
+    tiny_model: str, corpus_tools, tmp_path
+) -> None:
+    psutil = pytest.importorskip("psutil")
+    write_corpus, write_questions = corpus_tools
+    write_corpus(tmp_path / "docs", ("invoice", "form"))
+    write_questions(tmp_path / "q.json", n=2)
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    env.update(PREFECT_HOME=str(tmp_path / "prefect"), EGR_DEBUG="")
+    args = [sys.executable, "-m", "egr", "run", "docs", "-q", "q.json", "-o", "out",
+            "--model", tiny_model, "--max-rounds", "1", "--render-workers", "1"]  # fmt: skip
+    proc = subprocess.Popen(
+        args, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 240
+        while not (tmp_path / "out" / "runs").exists():  # the flow has begun its run
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "the run never began"
+            time.sleep(0.2)
+        children = psutil.Process(proc.pid).children(recursive=True)
+        assert children  # the Prefect server (and render workers)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert lines == [lines[-1]] and lines[-1].startswith("interrupted:"), err
+    assert "Traceback" not in out + err
+    _, alive = psutil.wait_procs(children, timeout=20)
+    assert not alive, [p.cmdline()[:4] for p in alive]
