@@ -111,3 +111,31 @@ def test_ctrl_c_on_egr_run_is_one_line_exit_130_and_leaves_no_process(
     assert "Traceback" not in out + err
     _, alive = psutil.wait_procs(children, timeout=20)
     assert not alive, [p.cmdline()[:4] for p in alive]
+
+
+def test_ctrl_c_on_egr_serve_stops_it_quietly_and_then_its_server(tmp_path) -> None:
+    """A terminal's Ctrl-C reaches the whole process group: the local Prefect server must not
+    die first (it used to, and `egr serve` then logged connection errors while shutting down)."""
+    psutil = pytest.importorskip("psutil")
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    env.update(PREFECT_HOME=str(tmp_path / "prefect"), EGR_DEBUG="")
+    from flows.serving import REPO_ROOT
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "egr", "serve", "--prefect-yaml", str(REPO_ROOT / "prefect.yaml")],
+        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        preexec_fn=lambda: (signal.signal(signal.SIGINT, signal.SIG_DFL), os.setpgrp()),
+    )  # fmt: skip
+    try:
+        first = proc.stdout.readline()  # "started a local Prefect server: ..."
+        assert "started a local Prefect server" in first, first
+        children = psutil.Process(proc.pid).children(recursive=True)
+        os.killpg(proc.pid, signal.SIGINT)  # what a terminal does
+        rest, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert "Traceback" not in rest and "ConnectError" not in rest, rest
+    assert len(rest.splitlines()) < 30, rest
+    _, alive = psutil.wait_procs(children, timeout=20)
+    assert not alive, [p.cmdline()[:4] for p in alive]
