@@ -1,47 +1,19 @@
 """Fixtures of the `egr review` tests: a small store (tests/store_fixtures.py) with a ground
-truth file next to its source, the review server in a thread, and one headless Chromium."""
+truth file next to its source, and one headless Chromium for the session."""
 
 from __future__ import annotations
 
 import json
 import shutil
-import socket
-import threading
-import time
 from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from store_fixtures import Fixture, build
+from review_fixtures import CHROMEDRIVER, CHROMIUM, CHROMIUM_FLAGS, ReviewFx
+from store_fixtures import build
 
-from egr.review.app import create_app
 from egr.review.data import ReviewData
 from tasks.io.store import Store
-
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMEDRIVER = Path("/usr/bin/chromedriver")
-#: Flags that work in containers without a GPU, sandbox or network.
-CHROMIUM_FLAGS = (
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--disable-dev-shm-usage",
-    "--window-size=1500,1100",
-)
-
-
-@dataclass
-class ReviewFx:
-    root: str
-    fx: Fixture
-    expected: dict[tuple[str, str], str]  # (doc_id, question_id) -> ground-truth answer
 
 
 @pytest.fixture(scope="session")
@@ -75,30 +47,6 @@ def review_data(review_fx: ReviewFx) -> Iterator[ReviewData]:
         yield data
     finally:
         data.close()
-
-
-@contextmanager
-def serve(data: ReviewData) -> Iterator[str]:
-    """Run the review app on a free loopback port in a thread; yields its base URL."""
-    import uvicorn
-
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(data), log_level="warning"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("the review server did not start")
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        sock.close()
 
 
 @pytest.fixture(scope="session")

@@ -10,8 +10,8 @@ from collections.abc import Iterator
 
 import numpy as np
 import pytest
-from conftest import ReviewFx
 from PIL import Image
+from review_fixtures import ReviewFx
 from starlette.testclient import TestClient
 
 from egr.render_show import box_color, draw_page, load_answer_data, page_image

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from conftest import ReviewFx
+from review_fixtures import ReviewFx
 from typer.testing import CliRunner
 
 from egr.cli import app
