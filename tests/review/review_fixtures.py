@@ -41,6 +41,15 @@ class ReviewFx:
     expected: dict[tuple[str, str], str]  # (doc_id, question_id) -> ground-truth answer
 
 
+def query(root: str, sql: str, **variables: str) -> list[dict]:
+    """Rows (as dicts) of inline SQL or a sql/ file over the views of ``root``."""
+    from tasks.io import duck
+    from tasks.io.store import Store
+
+    res = duck.run_query(Store(root), sql, variables)
+    return [dict(zip(res.columns, r, strict=True)) for r in res.rows]
+
+
 @contextmanager
 def serve(data: ReviewData) -> Iterator[str]:
     """Run the review app on a free loopback port in a thread; yields its base URL."""

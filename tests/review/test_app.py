@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 from PIL import Image
-from review_fixtures import ReviewFx
+from review_fixtures import ReviewFx, query
 from starlette.testclient import TestClient
 
 from egr.render_show import box_color, draw_page, load_answer_data, page_image
@@ -28,11 +28,10 @@ def client(review_data: ReviewData) -> Iterator[TestClient]:
 
 
 def latest(root: str) -> list[dict]:
-    res = duck.run_query(
-        Store(root),
+    return query(
+        root,
         "SELECT a.*, d.uri FROM answers_latest a LEFT JOIN documents d USING (run_id, doc_id)",
     )
-    return [dict(zip(res.columns, r, strict=True)) for r in res.rows]
 
 
 def answer_links(page: str) -> list[str]:

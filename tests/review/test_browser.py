@@ -8,7 +8,7 @@ import time
 from urllib.parse import urlparse
 
 import pytest
-from review_fixtures import ReviewFx, serve
+from review_fixtures import ReviewFx, query, serve
 
 from egr.review.data import ReviewData
 from tasks.io import duck
@@ -22,12 +22,11 @@ from selenium.webdriver.support.ui import Select, WebDriverWait
 
 
 def reviews(root: str) -> list[dict]:
-    res = duck.run_query(
-        Store(root),
+    return query(
+        root,
         "SELECT run_id, work_key, verdict, corrected_answer, reviewer FROM reviews "
         "ORDER BY reviewed_at",
     )
-    return [dict(zip(res.columns, r, strict=True)) for r in res.rows]
 
 
 def wait_for(predicate, timeout: float = 10.0):

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from review_fixtures import ReviewFx
+from review_fixtures import ReviewFx, query
 from typer.testing import CliRunner
 
 from egr.cli import app
@@ -18,17 +18,11 @@ runner = CliRunner()
 
 
 def answers(root: str) -> list[dict]:
-    res = duck.run_query(
-        Store(root),
+    return query(
+        root,
         "SELECT run_id, work_key, doc_id, question_id, question, answer, model_id, config_hash, "
         "status FROM answers ORDER BY run_id, question_id, doc_id",
     )
-    return [dict(zip(res.columns, r, strict=True)) for r in res.rows]
-
-
-def query(root: str, sql: str, **variables: str) -> list[dict]:
-    res = duck.run_query(Store(root), sql, variables)
-    return [dict(zip(res.columns, r, strict=True)) for r in res.rows]
 
 
 def test_reviews_view_exists_and_is_typed_before_any_verdict(review_fx: ReviewFx) -> None:
