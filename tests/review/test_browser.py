@@ -29,7 +29,7 @@ def reviews(root: str) -> list[dict]:
     )
 
 
-def wait_for(predicate, timeout: float = 10.0):
+def wait_for(predicate, timeout: float = 30.0):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = predicate()
@@ -49,7 +49,7 @@ def body(browser, name: str) -> str | None:
 
 
 def on_view(browser, view: str) -> None:
-    WebDriverWait(browser, 10).until(
+    WebDriverWait(browser, 30).until(
         lambda b: (
             b.execute_script("return document.readyState") == "complete" and body(b, "view") == view
         )
@@ -67,7 +67,7 @@ def test_filter_open_and_mark_with_the_keyboard(
         on_view(browser, "answers")
         Select(browser.find_element(By.ID, "f-status")).select_by_value("ok")
         browser.find_element(By.ID, "f-apply").click()
-        WebDriverWait(browser, 10).until(lambda b: "status=ok" in b.current_url)
+        WebDriverWait(browser, 30).until(lambda b: "status=ok" in b.current_url)
         on_view(browser, "answers")
         rows = browser.find_elements(By.CSS_SELECTOR, "#answers tr.row")
         assert len(rows) == n_ok == int(browser.find_element(By.ID, "total").text)
@@ -82,7 +82,7 @@ def test_filter_open_and_mark_with_the_keyboard(
         run_id, key = body(browser, "run"), body(browser, "key")
         assert key == second
         img = browser.find_element(By.ID, "page-img")
-        WebDriverWait(browser, 10).until(
+        WebDriverWait(browser, 30).until(
             lambda b: b.execute_script("return arguments[0].naturalWidth", img) > 0
         )
         assert browser.find_element(By.CSS_SELECTOR, "ol.evidence li .ev-text").text
@@ -100,14 +100,18 @@ def test_filter_open_and_mark_with_the_keyboard(
             }
         ]
 
-        # Back to the first answer of the filtered list; x, type the right answer, Enter.
+        # It was the last answer of the filtered list: the page moves on to the list.
+        on_view(browser, "answers")
+        assert "status=ok" in browser.current_url
+
+        # The first answer of the filtered list; x, type the right answer, Enter.
         browser.get(url + "/at?status=ok&i=0")
         on_view(browser, "answer")
         first = body(browser, "key")
         assert first != key
         press(browser, "x")
         field = browser.find_element(By.ID, "corrected-text")
-        WebDriverWait(browser, 5).until(lambda b: field.is_displayed())
+        WebDriverWait(browser, 30).until(lambda b: field.is_displayed())
         field.clear()
         field.send_keys("the right answer", Keys.ENTER)
         got = wait_for(lambda: len(reviews(review_fx.root)) == 2 and reviews(review_fx.root))
@@ -117,7 +121,7 @@ def test_filter_open_and_mark_with_the_keyboard(
             "the right answer",
         )
         # After a verdict the page moves on to the next answer of the list (index 1).
-        WebDriverWait(browser, 10).until(lambda b: body(b, "key") != first)
+        WebDriverWait(browser, 30).until(lambda b: body(b, "key") != first)
         on_view(browser, "answer")
         assert body(browser, "key") == key
         assert "?" in browser.current_url and "i=1" in urlparse(browser.current_url).query
