@@ -74,7 +74,10 @@ def command(
         data.close()
         raise fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}", 1) from exc
     port = sock.getsockname()[1]
-    config = uvicorn.Config(create_app(data), log_level="warning", access_log=False)
+    # On loopback, answer only loopback Host headers (no DNS rebinding from other sites).
+    hosts = [host, "127.0.0.1", "localhost", "::1", "[::1]"] if _is_loopback(host) else None
+    app = create_app(data, allowed_hosts=hosts)
+    config = uvicorn.Config(app, log_level="warning", access_log=False)
     server = uvicorn.Server(config)
     typer.echo(f"egr review: {store.url} as reviewer {name!r}")
     if data.ground_truth_files:

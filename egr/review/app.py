@@ -15,12 +15,14 @@ from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 from PIL import Image
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
@@ -89,8 +91,14 @@ def _name(uri: str | None, doc_id: str) -> str:
     return (uri or doc_id).rstrip("/").rsplit("/", 1)[-1]
 
 
-def create_app(data: ReviewData) -> Starlette:
-    """The web application over one :class:`ReviewData`."""
+def create_app(data: ReviewData, allowed_hosts: list[str] | None = None) -> Starlette:
+    """The web application over one :class:`ReviewData`.
+
+    Args:
+        data: the store under review.
+        allowed_hosts: the Host headers to answer (e.g. ``["127.0.0.1", "localhost"]``), so a
+            web page elsewhere cannot reach the server through DNS rebinding; None = any.
+    """
     templates = Jinja2Templates(directory=str(HERE / "templates"))
     templates.env.filters["fmt"] = _fmt
     templates.env.globals.update(
@@ -232,6 +240,14 @@ def create_app(data: ReviewData) -> Starlette:
         return _png(pictures.get(("round", run_id, key, rnd, block), make))
 
     async def post_review(request: Request) -> Response:
+        # A JSON content type makes a cross-site POST a CORS "non-simple" request, which the
+        # browser will not send without a preflight this server never approves.
+        ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if ctype != "application/json":
+            return JSONResponse({"error": "send JSON (application/json)"}, status_code=415)
+        origin = request.headers.get("origin")
+        if origin and urlsplit(origin).netloc != request.headers.get("host"):
+            return JSONResponse({"error": "cross-origin request refused"}, status_code=403)
         try:
             body = await request.json()
         except ValueError:
@@ -279,4 +295,9 @@ def create_app(data: ReviewData) -> Starlette:
         Route("/api/review", post_review, methods=["POST"]),
         Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static"),
     ]
-    return Starlette(routes=routes, exception_handlers={HTTPException: not_found})
+    middleware = []
+    if allowed_hosts:
+        middleware.append(Middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts))
+    return Starlette(
+        routes=routes, middleware=middleware, exception_handlers={HTTPException: not_found}
+    )

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import html
 import io
+import json
 import re
 from collections.abc import Iterator
 
@@ -178,3 +179,23 @@ def test_unknown_answer_is_404_and_paths_are_never_ids(
         res = client.get(url)
         assert res.status_code == 404, url
         assert "import" not in res.text
+
+
+def test_cross_site_requests_are_refused(review_data: ReviewData, review_fx: ReviewFx) -> None:
+    row = next(r for r in latest(review_fx.root) if r["answer"])
+    body = {"run_id": row["run_id"], "work_key": row["work_key"], "verdict": "correct"}
+    app = create_app(review_data, allowed_hosts=["127.0.0.1", "localhost"])
+    with TestClient(app, base_url="http://127.0.0.1:8765") as c:
+        # A form post from another site (a "simple" request, no CORS preflight).
+        res = c.post(
+            "/api/review", content=json.dumps(body), headers={"content-type": "text/plain"}
+        )
+        assert res.status_code == 415
+        res = c.post("/api/review", json=body, headers={"origin": "http://evil.example"})
+        assert res.status_code == 403
+        # DNS rebinding: a name other than loopback in the Host header.
+        assert c.get("/answers", headers={"host": "evil.example:8765"}).status_code == 400
+        assert c.get("/answers").status_code == 200
+        assert query(review_fx.root, "SELECT count(*) AS n FROM reviews")[0]["n"] == 0
+        ok = c.post("/api/review", json=body, headers={"origin": "http://127.0.0.1:8765"})
+        assert ok.status_code == 200
