@@ -186,3 +186,18 @@ def test_extra_columns_in_answers_do_not_break_the_review_queries(review_fx: Rev
     _mark(review_fx.root, {(review_fx.fx.run_b.run_id, "q_total"): "correct"})
     for f in ("accuracy_by_question.sql", "accuracy_by_config.sql", "unreviewed.sql"):
         assert query(review_fx.root, f), f
+    # The review pages' own queries too.
+    from egr.render_show import load_answer_data
+    from egr.review.data import Filters, ReviewData
+
+    data = ReviewData(store, reviewer="ada", egr_version="t")
+    try:
+        page = data.answers(Filters())
+        assert page.total == len(query(review_fx.root, "SELECT 1 FROM answers_latest"))
+        row = next(r for r in page.rows if r["answer"])
+        assert data.answer_row(row["run_id"], row["work_key"])["answer"] == row["answer"]
+        assert data.rounds(row["run_id"], row["work_key"])
+        with data.cursor() as cur:
+            assert load_answer_data(cur, row["run_id"], row["work_key"]).evidence
+    finally:
+        data.close()
