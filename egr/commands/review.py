@@ -60,7 +60,10 @@ def command(
 
     if not _is_loopback(host) and not allow_remote:
         raise fail(f"--host {host} is not a loopback address; add --allow-remote to bind it", 2)
-    name = reviewer or getpass.getuser()
+    try:
+        name = reviewer or getpass.getuser()
+    except (OSError, KeyError):  # no user name in the environment or the password database
+        name = "reviewer"
     try:
         store = Store(out, storage_options={"endpoint_url": endpoint_url} if endpoint_url else None)
         data = ReviewData(store, reviewer=name, egr_version=__version__, ground_truth=ground_truth)
