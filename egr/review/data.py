@@ -8,27 +8,24 @@ takes its own cursor (DuckDB connections are not shared between threads).
 
 from __future__ import annotations
 
-import json
 import logging
 import math
-import posixpath
 import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Any
 
 import duckdb
 
+from egr.review import truth
 from tasks.io.duck import connect, resolve_sql, set_variables
 from tasks.io.reviews import RUN_ID_RE, VERDICTS, Verdict, write_review
-from tasks.io.store import Store
+from tasks.io.store import Store, StoreError
 
 log = logging.getLogger(__name__)
 
 PAGE_SIZE = 50
-GROUND_TRUTH_FILE = "ground_truth.jsonl"
 VERDICT_FILTERS = ("any", "unreviewed", "reviewed", *VERDICTS)
 
 #: One answers-list row: the columns every list query returns, in order.
@@ -147,7 +144,11 @@ class ReviewData:
         self.store, self.reviewer, self.egr_version = store, reviewer, egr_version
         self._con = connect(store)
         self._lock = threading.Lock()
-        self.ground_truth_files = self._load_ground_truth(ground_truth)
+        try:
+            self.ground_truth_files = truth.load(self._con, store, ground_truth)
+        except StoreError:
+            self._con.close()
+            raise
 
     def close(self) -> None:
         self._con.close()
@@ -163,70 +164,6 @@ class ReviewData:
             yield cur
         finally:
             cur.close()
-
-    # ------------------------------------------------------------------ ground truth
-    def _load_ground_truth(self, explicit: list[str] | None) -> list[str]:
-        """Create the table ``ground_truth(doc_id, question_id, expected)``; returns the files."""
-        self._con.execute(
-            "CREATE TABLE ground_truth (doc_id VARCHAR, question_id VARCHAR, expected VARCHAR)"
-        )
-        files = list(explicit or [])
-        if not explicit:
-            sources = [
-                r[0] for r in self._con.execute("SELECT DISTINCT source FROM runs").fetchall()
-            ]
-            for src in sources:
-                if src:
-                    files.extend(self._gt_next_to(str(src)))
-        rows: dict[tuple[str, str], str] = {}
-        used = []
-        for f in dict.fromkeys(files):
-            try:
-                for row in self._read_jsonl(f):
-                    if {"doc_id", "question_id", "answer"} <= row.keys():
-                        rows[(row["doc_id"], row["question_id"])] = str(row["answer"])
-                used.append(f)
-            except (OSError, ValueError) as exc:
-                log.warning("ground truth %s not used: %s", f, exc)
-        if rows:
-            self._con.executemany(
-                "INSERT INTO ground_truth VALUES (?, ?, ?)", [[*k, v] for k, v in rows.items()]
-            )
-        return used
-
-    def _gt_next_to(self, source: str) -> list[str]:
-        fs, local = self.store.fs, "://" not in source
-        if local:
-            p = Path(source)
-            folder = p if p.is_dir() else p.parent
-            cand = folder / GROUND_TRUTH_FILE
-            return [str(cand)] if cand.is_file() else []
-        proto = source.split("://", 1)[0]
-        protos = fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,)
-        if proto not in protos:
-            return []
-        path = fs._strip_protocol(source).rstrip("/")
-        for folder in (path, posixpath.dirname(path)):
-            cand = posixpath.join(folder, GROUND_TRUTH_FILE)
-            try:
-                if fs.isfile(cand):
-                    return [f"{proto}://{cand}"]
-            except OSError:
-                return []
-        return []
-
-    def _read_jsonl(self, f: str) -> Iterator[dict[str, Any]]:
-        if "://" in f:
-            with self.store.fs.open(self.store.fs._strip_protocol(f), "rt") as fh:
-                text = fh.read()
-        else:
-            text = Path(f).read_text()
-        for n, line in enumerate(text.splitlines(), 1):
-            if line.strip():
-                try:
-                    yield json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise ValueError(f"line {n}: not JSON ({exc.msg})") from exc
 
     # ------------------------------------------------------------------------- runs
     def runs(self) -> list[dict[str, Any]]:

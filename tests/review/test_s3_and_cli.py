@@ -97,3 +97,14 @@ def test_busy_port_is_a_one_line_error(tmp_path: Path) -> None:
         res = runner.invoke(app, ["review", "--out", fx.root, "--port", str(port)])
     assert res.exit_code == 1
     assert f"cannot listen on 127.0.0.1:{port}" in res.stderr
+
+
+def test_unreadable_ground_truth_file_is_a_one_line_error(tmp_path: Path) -> None:
+    pdfs = tmp_path / "pdfs"
+    pdfs.mkdir()
+    fx = build(str(tmp_path / "out"), pdfs)
+    bad = tmp_path / "gt.jsonl"
+    bad.write_text('{"doc_id": "x", "question_id": "q", "answer": "a"}\nnot json\n')
+    res = runner.invoke(app, ["review", "--out", fx.root, "--ground-truth", str(bad)])
+    assert res.exit_code == 1
+    assert f"ground truth {bad}: line 2: not JSON" in res.stderr and "Traceback" not in res.output
