@@ -1,6 +1,7 @@
 # egr: two commands on a fresh machine.
 #   make demo   create .venv if missing, install, run the main job on embedded defaults
-#   make test   create .venv if missing, install, lint, run the whole suite (CPU-only, offline)
+#   make test   create .venv if missing, install, lint, run the whole suite (CPU-only, offline;
+#               installs chromium + chromium-driver with apt when missing, for the browser tests)
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
@@ -13,7 +14,15 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: demo test install lint clean
+.PHONY: demo test install lint clean browser
+
+# The browser tests of `egr review` drive Debian's Chromium headless (selenium + chromedriver).
+# Installed with apt only when missing (needs root, as on a fresh CI machine).
+browser:
+	@if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then \
+		echo "installing chromium and chromium-driver for the browser tests"; \
+		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium chromium-driver; \
+	fi
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -30,7 +39,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-test: $(STAMP)
+test: $(STAMP) browser
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest -q

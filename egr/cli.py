@@ -30,6 +30,7 @@ COMMANDS: list[tuple[str, str]] = [
     ("synth", "synth"),
     ("query", "query"),
     ("show", "show"),
+    ("review", "review"),
     ("run", "run"),
     ("watch", "watch"),
     ("serve", "serve"),

@@ -224,6 +224,40 @@ def load_show_data(
             f"unknown question {question_id!r} for document {uri or doc_id}{where}; "
             f"its questions: {', '.join(qids) or 'none'}"
         )
+    return _show_data(con, ans, uri, heat_round)
+
+
+def load_answer_data(
+    con: duckdb.DuckDBPyConnection, run_id: str, work_key: str, *, heat_round: int | None = None
+) -> ShowData:
+    """Like :func:`load_show_data`, for the answers row identified by ``(run_id, work_key)``.
+
+    Raises:
+        ShowError: no such answer, or ``heat_round`` has no maps.
+    """
+    ans = _one(
+        con,
+        "SELECT * FROM answers WHERE run_id = ? AND work_key = ? ORDER BY written_at DESC LIMIT 1",
+        [run_id, work_key],
+    )
+    if ans is None:
+        raise ShowError(f"no answer with run {run_id!r} and work key {work_key[:12]!r}")
+    doc = _one(
+        con,
+        "SELECT uri FROM documents WHERE doc_id = ? ORDER BY (run_id = ?) DESC, written_at DESC "
+        "LIMIT 1",
+        [ans["doc_id"], run_id],
+    )
+    return _show_data(con, ans, doc["uri"] if doc else None, heat_round)
+
+
+def _show_data(
+    con: duckdb.DuckDBPyConnection,
+    ans: dict[str, Any],
+    uri: str | None,
+    heat_round: int | None,
+) -> ShowData:
+    doc_id, question_id = ans["doc_id"], ans["question_id"]
     key, rid = ans["work_key"], ans["run_id"]
     ev_rows = _all(
         con,
@@ -326,6 +360,30 @@ def page_image(
     data: ShowData, store: Store | None = None, height_px: int = PAGE_HEIGHT_PX
 ) -> tuple[Image.Image | None, str | None]:
     """Re-render the answer's page from the PDF at ``data.uri``; ``(None, reason)`` if it fails."""
+
+    def render(doc: Any) -> Image.Image:
+        geo = doc.page_geometry(data.page)
+        side = max(geo.width_pt, geo.height_pt)
+        max_side = math.ceil(side * height_px / geo.height_pt)
+        rendered = doc.render_page(data.page, max_pixels=max_side * max_side, max_side=max_side)
+        return rendered.image
+
+    return _with_pdf(data, store, render)
+
+
+def clip_image(
+    data: ShowData, store: Store | None, box: Box, long_side_px: int = 480
+) -> tuple[Image.Image | None, str | None]:
+    """A lossless re-render of ``box`` (normalised) of the answer's page from its PDF."""
+    return _with_pdf(
+        data, store, lambda doc: doc.render_clip(data.page, box, long_side_px=long_side_px)
+    )
+
+
+def _with_pdf(
+    data: ShowData, store: Store | None, fn: Any
+) -> tuple[Image.Image | None, str | None]:
+    """``(fn(open document).convert("RGB"), None)``, or ``(None, reason)`` when that fails."""
     from egr_core.documents import open_pdf
     from egr_core.errors import EgrError
     from tasks.io.sources import is_url, read_source
@@ -342,12 +400,7 @@ def page_image(
     try:
         pdf = read_source(data.uri, fs)
         with open_pdf(pdf, name=data.uri) as doc:
-            geo = doc.page_geometry(data.page)
-            side = max(geo.width_pt, geo.height_pt)
-            scale = height_px / geo.height_pt
-            max_side = math.ceil(side * scale)
-            rendered = doc.render_page(data.page, max_pixels=max_side * max_side, max_side=max_side)
-            return rendered.image.convert("RGB"), None
+            return fn(doc).convert("RGB"), None
     except (EgrError, OSError, ValueError, IndexError) as exc:
         return None, f"{data.uri}: {exc}"
 
@@ -437,20 +490,61 @@ def _fmt(x: float | None, digits: int = 2) -> str:
     return f"{x:.{digits}f}" if math.isfinite(x) else str(x)
 
 
+def prepare_page(
+    data: ShowData, page: Image.Image | None, *, note: str | None = None, height: int | None = None
+) -> Image.Image:
+    """The page scaled to ``height`` (default ``PAGE_HEIGHT_PX``) with the relevance heatmap;
+    ``None`` gives a blank page of the recorded aspect with ``note`` written on it."""
+    aspect = (data.width_pt / data.height_pt) if data.width_pt and data.height_pt else 0.7727
+    if page is not None:
+        aspect = page.width / page.height
+    ph = height or PAGE_HEIGHT_PX
+    pw = max(1, round(ph * aspect))
+    blank = page is None
+    if page is None:
+        page = Image.new("RGB", (pw, ph), (236, 236, 240))
+    page = heat_overlay(page.convert("RGB").resize((pw, ph), Image.Resampling.LANCZOS), data.grids)
+    if note and blank:
+        draw, f_body = ImageDraw.Draw(page), _font(16)
+        for i, line in enumerate(_wrap(draw, note, f_body, pw - 40, 6)):
+            draw.text((20, 20 + 22 * i), line, font=f_body, fill=MUTED)
+    return page
+
+
+def draw_boxes(
+    draw: ImageDraw.ImageDraw, evidence: tuple[EvidenceItem, ...], layout: ShowLayout
+) -> None:
+    """Outline the evidence in rank colours, each with its numbered badge: the crop the answer
+    was read through (thick) and the region it was cut for (thin), or the region alone."""
+    f_head = _font(17, True)
+    for ev in sorted(evidence, key=lambda e: -e.rank):  # rank 1 drawn last, on top
+        color = box_color(ev.rank)
+        if ev.crop is not None:  # the region the crop was cut for, thin
+            draw.rectangle(layout.to_canvas(ev.box), outline=color, width=1)
+        x0, y0, x1, y1 = layout.to_canvas(ev.shown)  # what the model read
+        draw.rectangle((x0, y0, x1, y1), outline=color, width=BOX_WIDTH)
+        bw, bh = 24, 22
+        by = y0 - bh if y0 - bh >= layout.page_y else y0 + BOX_WIDTH
+        draw.rectangle((x0, by, x0 + bw, by + bh), fill=color)
+        draw.text((x0 + bw / 2, by + bh / 2), str(ev.rank), font=f_head, fill="white", anchor="mm")
+
+
+def draw_page(
+    data: ShowData, page: Image.Image | None, *, note: str | None = None, height: int | None = None
+) -> Image.Image:
+    """The page alone as ``egr show`` draws it: heatmap and numbered evidence boxes."""
+    out = prepare_page(data, page, note=note, height=height)
+    draw_boxes(ImageDraw.Draw(out), data.evidence, ShowLayout(0, 0, out.width, out.height))
+    return out
+
+
 def render_show(
     data: ShowData, page: Image.Image | None, *, note: str | None = None
 ) -> tuple[Image.Image, ShowLayout]:
     """Draw the picture. ``page`` is the rendered page (any size; it is scaled to
     ``PAGE_HEIGHT_PX`` tall); ``None`` draws a blank page of the recorded aspect with ``note``."""
-    aspect = (data.width_pt / data.height_pt) if data.width_pt and data.height_pt else 0.7727
-    if page is not None:
-        aspect = page.width / page.height
-    ph = PAGE_HEIGHT_PX
-    pw = max(1, round(ph * aspect))
-    if page is None:
-        page = Image.new("RGB", (pw, ph), (236, 236, 240))
-    page = page.convert("RGB").resize((pw, ph), Image.Resampling.LANCZOS)
-    page = heat_overlay(page, data.grids)
+    page = prepare_page(data, page, note=note)
+    pw, ph = page.size
 
     f_title, f_head, f_body, f_small = _font(22, True), _font(17, True), _font(16), _font(13)
     f_answer = _font(20, True)
@@ -549,22 +643,7 @@ def render_show(
         (layout.page_x - 1, layout.page_y - 1, layout.page_x + pw, layout.page_y + ph),
         outline=(200, 200, 205),
     )
-    if note:
-        for i, line in enumerate(_wrap(draw, note, f_body, pw - 40, 6)):
-            draw.text(
-                (layout.page_x + 20, layout.page_y + 20 + 22 * i), line, font=f_body, fill=MUTED
-            )
-
-    for ev in sorted(data.evidence, key=lambda e: -e.rank):  # rank 1 drawn last, on top
-        color = box_color(ev.rank)
-        if ev.crop is not None:  # the region the crop was cut for, thin
-            draw.rectangle(layout.to_canvas(ev.box), outline=color, width=1)
-        x0, y0, x1, y1 = layout.to_canvas(ev.shown)
-        draw.rectangle((x0, y0, x1, y1), outline=color, width=BOX_WIDTH)
-        bw, bh = 24, 22
-        by = y0 - bh if y0 - bh >= layout.page_y else y0 + BOX_WIDTH
-        draw.rectangle((x0, by, x0 + bw, by + bh), fill=color)
-        draw.text((x0 + bw / 2, by + bh / 2), str(ev.rank), font=f_head, fill="white", anchor="mm")
+    draw_boxes(draw, data.evidence, layout)
 
     ly = layout.page_y + ph + 12
     if data.grids:

@@ -3,12 +3,16 @@
 --          inside the single-quoted literals below, doubling any single quote, so a root cannot
 --          break out of the string. To use this file by hand: replace ${root}, then run it in
 --          duckdb (for s3:// register an fsspec filesystem or load httpfs first).
--- Output:  views commits, runs, documents, pages, answers, evidence, maps, answers_latest.
+-- Output:  views commits, runs, documents, pages, answers, evidence, maps, answers_latest,
+--          reviews, reviews_latest.
 --          Only rows of committed write groups are visible (a group's parts are written before
 --          its commit marker, so a crashed write never shows). documents and pages keep one row
 --          per (run_id, doc_id[, page]). runs keeps one row per run: the "end" row once the run
 --          finished, else the "begin" row (status 'running'). answers_latest keeps, for every
 --          (doc_id, question_id), the row written last (largest written_at, then run_id).
+--          reviews holds every verdict of `egr review` (one file per verdict, written atomically,
+--          so no commit marker); it exists, empty, before the first verdict. reviews_latest keeps
+--          the newest verdict per reviewed answer (run_id, work_key).
 
 CREATE OR REPLACE VIEW commits AS
 SELECT *
@@ -53,4 +57,39 @@ SELECT *
 FROM answers
 QUALIFY row_number() OVER (
     PARTITION BY doc_id, question_id ORDER BY written_at DESC, run_id DESC
+) = 1;
+
+-- The typed empty SELECT keeps the columns and types when no verdict exists yet; allow_empty
+-- then yields a single placeholder column "empty", dropped by the outer COLUMNS filter.
+CREATE OR REPLACE VIEW reviews AS
+SELECT COLUMNS(lambda c: c <> 'empty')
+FROM (
+    SELECT
+        CAST(NULL AS VARCHAR) AS review_id,
+        CAST(NULL AS VARCHAR) AS run_id,
+        CAST(NULL AS VARCHAR) AS work_key,
+        CAST(NULL AS VARCHAR) AS doc_id,
+        CAST(NULL AS VARCHAR) AS question_id,
+        CAST(NULL AS VARCHAR) AS model_id,
+        CAST(NULL AS VARCHAR) AS config_hash,
+        CAST(NULL AS VARCHAR) AS answer,
+        CAST(NULL AS VARCHAR) AS verdict,
+        CAST(NULL AS VARCHAR) AS corrected_answer,
+        CAST(NULL AS VARCHAR) AS reviewer,
+        CAST(NULL AS TIMESTAMPTZ) AS reviewed_at,
+        CAST(NULL AS VARCHAR) AS egr_version
+    WHERE false
+    UNION ALL BY NAME
+    SELECT *
+    FROM read_parquet(
+        '${root}/reviews/*/*.parquet',
+        hive_partitioning = true, union_by_name = true, allow_empty = true
+    )
+);
+
+CREATE OR REPLACE VIEW reviews_latest AS
+SELECT *
+FROM reviews
+QUALIFY row_number() OVER (
+    PARTITION BY run_id, work_key ORDER BY reviewed_at DESC, review_id DESC
 ) = 1;

@@ -176,4 +176,27 @@ COMMITS = pa.schema(
     metadata={"egr.table": "_commits", "egr.schema_version": SCHEMA_VERSION},
 )
 
-ALL_TABLES: dict[str, pa.Schema] = {"runs": RUNS, **GROUP_TABLES}
+#: Reviewers' verdicts on answers (``egr review``). Not a write-group table: each verdict is one
+#: small Parquet file of its own, written atomically; nothing is ever updated or deleted, the
+#: latest verdict per answer wins (the ``reviews_latest`` view). The answer is identified by its
+#: ``run_id`` and ``work_key``; ``model_id`` and ``config_hash`` are the answer's.
+REVIEWS = pa.schema(
+    [
+        pa.field("review_id", pa.string(), nullable=False),
+        pa.field("run_id", pa.string(), nullable=False),  # the reviewed answer's run
+        pa.field("work_key", pa.string(), nullable=False),
+        pa.field("doc_id", pa.string(), nullable=False),
+        pa.field("question_id", pa.string(), nullable=False),
+        pa.field("model_id", pa.string()),
+        pa.field("config_hash", pa.string()),
+        pa.field("answer", pa.string()),  # the answer as the reviewer saw it
+        pa.field("verdict", pa.string(), nullable=False),  # correct | wrong | corrected
+        pa.field("corrected_answer", pa.string()),  # the right answer (verdict corrected)
+        pa.field("reviewer", pa.string(), nullable=False),
+        pa.field("reviewed_at", _TS, nullable=False),
+        pa.field("egr_version", pa.string(), nullable=False),
+    ],
+    metadata={"egr.table": "reviews", "egr.schema_version": SCHEMA_VERSION},
+)
+
+ALL_TABLES: dict[str, pa.Schema] = {"runs": RUNS, **GROUP_TABLES, "reviews": REVIEWS}

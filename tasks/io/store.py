@@ -188,6 +188,13 @@ class Store:
         if self.local:
             self.fs.mv(target, path)
 
+    def write_file(self, relpath: str, table: pa.Table) -> str:
+        """Write ``table`` to ``ROOT/relpath`` atomically (readers see all of it or nothing);
+        returns the full path. For tables outside the write groups, such as ``reviews``."""
+        path = self._p(*relpath.split("/"))
+        self._write_parquet(path, table)
+        return path
+
     def begin_run(
         self,
         ctx: records.RunContext,
