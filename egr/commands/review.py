@@ -9,7 +9,9 @@ from typing import Annotated
 
 import typer
 
+from egr.commands._options import EndpointUrlArg, ProfileArg
 from egr.commands.query import fail
+from egr.storage import storage_options
 
 LOOPBACK = "127.0.0.1"
 
@@ -48,7 +50,8 @@ def command(
             "each run's source, where egr synth and egr demo write it)."
         ),
     ] = None,
-    endpoint_url: Annotated[str | None, typer.Option(help="S3 endpoint (MinIO, ...).")] = None,
+    endpoint_url: EndpointUrlArg = None,
+    profile: ProfileArg = None,
 ) -> None:
     """Serve a web page to review answers against their evidence; verdicts go to `reviews`."""
     import uvicorn
@@ -65,7 +68,7 @@ def command(
     except (OSError, KeyError):  # no user name in the environment or the password database
         name = "reviewer"
     try:
-        store = Store(out, storage_options={"endpoint_url": endpoint_url} if endpoint_url else None)
+        store = Store(out, storage_options=storage_options(endpoint_url, profile) or None)
         data = ReviewData(store, reviewer=name, egr_version=__version__, ground_truth=ground_truth)
     except StoreError as exc:
         raise fail(str(exc), 1) from exc
