@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from typing import Annotated, Any
@@ -15,7 +16,7 @@ from egr.commands._options import StopRuleArg, StopTauArg
 from egr.commands._prefect_env import prefect_defaults
 from egr.commands.query import fail
 
-STAGES = ("rasterize", "answer", "store")
+STAGES = ("rasterize", "answer", "questions")
 
 
 class BarsReporter:
@@ -24,7 +25,7 @@ class BarsReporter:
     def __init__(self, progress: Progress) -> None:
         self.progress = progress
         self.tasks = {s: progress.add_task(s, total=0) for s in STAGES}
-        self.futures: dict[str, list[Any]] = {s: [] for s in STAGES}
+        self.futures: dict[str, list[Any]] = {}
         self.lock = threading.Lock()
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._poll, name="egr-progress", daemon=True)
@@ -37,12 +38,22 @@ class BarsReporter:
                 self.tasks[stage] = self.progress.add_task(stage, total=0)
             self.progress.update(self.tasks[stage], total=len(self.futures[stage]))
 
+    def count(self, stage: str, total: int | None = None, advance: int = 0) -> None:
+        """A counter bar (questions): its total, or ``advance`` more done."""
+        with self.lock:
+            if stage not in self.tasks:
+                self.tasks[stage] = self.progress.add_task(stage, total=0)
+            if total is not None:
+                self.progress.update(self.tasks[stage], total=total)
+            if advance:
+                self.progress.advance(self.tasks[stage], advance)
+
     def _poll(self) -> None:
         while not self.stop.wait(0.2):
             with self.lock:
                 for stage, futs in self.futures.items():
                     done = sum(1 for f in futs if f.done())
-                    self.progress.update(self.tasks[stage], completed=done)
+                    self.progress.update(self.tasks[stage], completed=done)  # futures stages only
 
     def close(self) -> None:
         self.stop.set()
@@ -52,7 +63,8 @@ class BarsReporter:
     def _poll_once(self) -> None:
         with self.lock:
             for stage, futs in self.futures.items():
-                self.progress.update(self.tasks[stage], completed=sum(f.done() for f in futs))
+                if futs:
+                    self.progress.update(self.tasks[stage], completed=sum(f.done() for f in futs))
 
 
 def print_summary(summary: Any, console: Console) -> None:
@@ -102,7 +114,18 @@ def command(
     dask_address: Annotated[str | None, typer.Option(help="Run tasks on this Dask.")] = None,
     workers: Annotated[int | None, typer.Option(help="Local Dask cluster of N workers.")] = None,
     endpoint_url: Annotated[str | None, typer.Option(help="S3 endpoint (MinIO, ...).")] = None,
+    batch_size: Annotated[
+        int, typer.Option(help="Commit answers every page and every N questions.", min=1)
+    ] = 16,
+    retry_budget: Annotated[
+        int, typer.Option(help="Tries of an item that hit a limit before it is gave_up.", min=1)
+    ] = 3,
+    gpu_slots: Annotated[int, typer.Option(help="Model slots (GPUs) of this machine.", min=1)] = 1,
+    slot_timeout: Annotated[
+        float, typer.Option(help="Seconds to wait for a model slot before failing.", min=0.1)
+    ] = 3600.0,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Prefect logs.")] = False,
+    debug: Annotated[bool, typer.Option(help="Show tracebacks of failed runs.")] = False,
 ) -> None:
     """Answer every question about every PDF of SOURCE, with evidence, into Parquet tables."""
     prefect_defaults(verbose)
@@ -110,6 +133,7 @@ def command(
     from egr_core.errors import EgrError
     from flows.corpus_qa import run_corpus_qa
     from flows.params import DEFAULT_MAX_PAGES, RunParams, default_model
+    from tasks.io.slots import RunCancelled, SlotTimeout
     from tasks.io.summary import FailureRateExceeded
 
     console = Console()
@@ -125,25 +149,49 @@ def command(
         stop_rule=stop_rule.value if stop_rule else None, stop_tau=stop_tau,
         max_pages=max_pages or DEFAULT_MAX_PAGES, max_failure_rate=max_failure_rate,
         render_timeout_s=render_timeout, render_memory_mb=render_memory_mb,
-        render_workers=render_workers,
+        render_workers=render_workers, batch_size=batch_size, retry_budget=retry_budget,
+        gpu_slots=gpu_slots, slot_timeout_s=slot_timeout,
         storage_options={"endpoint_url": endpoint_url} if endpoint_url else {},
     )  # fmt: skip
     t0 = time.perf_counter()
+    if not (verbose or debug):  # a failed run ends in one line below, not Prefect's traceback
+        logging.getLogger("prefect.flow_runs").setLevel(logging.CRITICAL)
     columns = (TextColumn("{task.description:>10}"), BarColumn(), MofNCompleteColumn(),
                TimeElapsedColumn())  # fmt: skip
+    failed: Exception | None = None
     with Progress(*columns, console=console, transient=False) as bars:
         reporter = BarsReporter(bars)
         try:
             summary = run_corpus_qa(
                 params, dask_address=dask_address, workers=workers, reporter=reporter
             )
-            failed = None
-        except FailureRateExceeded as exc:
-            summary, failed = exc.summary, exc
+        except (FailureRateExceeded, SlotTimeout, RunCancelled) as exc:
+            summary, failed = getattr(exc, "summary", None), exc
+        except Exception as exc:
+            if debug or not expected_failure(exc):
+                raise
+            summary, failed = None, exc
         finally:
             reporter.close()
-    print_summary(summary, console)
+    if summary is not None:
+        print_summary(summary, console)
     console.print(f"[dim]wall time {time.perf_counter() - t0:.1f} s[/dim]")
     if failed is not None:
-        console.print(f"[red]{failed}[/red]")
-        raise typer.Exit(code=1)
+        code = 130 if isinstance(failed, RunCancelled) else 1
+        msg = str(failed) if isinstance(failed, EgrError) else f"{type(failed).__name__}: {failed}"
+        raise fail(msg, code)
+
+
+def expected_failure(exc: BaseException) -> bool:
+    """Failures a run expects and reports in one line: egr's own errors, and storage that is
+    unreachable or refuses (OS, connection and botocore errors)."""
+    from egr_core.errors import EgrError
+
+    kinds: tuple[type[BaseException], ...] = (EgrError, OSError)
+    try:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        kinds = (*kinds, BotoCoreError, ClientError)
+    except ImportError:
+        pass
+    return isinstance(exc, kinds)

@@ -40,8 +40,9 @@ from fsspec.implementations.local import LocalFileSystem
 
 from egr_core.errors import EgrError
 from egr_core.types import Question
-from tasks.io import records
+from tasks.io import faults, records
 from tasks.io.schemas import COMMITS, GROUP_TABLES, RUNS
+from tasks.io.visible import visible_pairs
 
 log = logging.getLogger(__name__)
 
@@ -315,6 +316,7 @@ class Store:
             ],
             schema=COMMITS,
         )
+        faults.checkpoint("store")  # the fault suite's kill -9 between parts and marker
         self._write_parquet(self.commit_path(ctx.run_id, gid), marker)
         return Commit(ctx.run_id, gid, tuple(sorted(keys)), paths, counts, now)
 
@@ -405,8 +407,11 @@ class Store:
         *,
         run_id: str | None = None,
         columns: Sequence[str] | None = None,
+        raw: bool = False,
     ) -> pa.Table:
-        """Rows of one table from committed groups only (orphaned parts are ignored).
+        """Rows of one table from committed groups only (orphaned parts are ignored); for the
+        tables with a work key, only the rows :mod:`tasks.io.visible` keeps (one final row per
+        key: a concurrent run's duplicate is hidden). ``raw=True`` returns every committed row.
 
         Raises:
             CorruptPartError: a committed part cannot be read (the message names it).
@@ -419,12 +424,19 @@ class Store:
         commits = self.commits(run_id)
         rids, gids = commits["run_id"].to_pylist(), commits["group_id"].to_pylist()
         groups = sorted(set(zip(rids, gids, strict=True)))
+        keep = None if raw or "work_key" not in schema.names else visible_pairs(commits)
+        cols = None if columns is None or keep is None else [*columns, "group_id", "work_key"]
         parts = []
         for rid, gid in groups:
             path = self.part_path(table, rid, gid)
             if not self.fs.exists(path):
                 raise StoreError(f"{self._display(path)}: committed part is missing")
-            parts.append(self._read_file(path, columns))
+            part = self._read_file(path, list(dict.fromkeys(cols)) if cols else columns)
+            if keep is not None:
+                mask = [(gid, k) in keep for k in part["work_key"].to_pylist()]
+                part = part.filter(pa.array(mask, type=pa.bool_()))
+                part = part.select(columns) if columns is not None else part
+            parts.append(part)
         if not parts:
             return schema.empty_table().select(columns or schema.names)
         return pa.concat_tables(parts, promote_options="default")
