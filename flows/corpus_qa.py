@@ -19,7 +19,7 @@ from tasks.io.liveness import RunLease, mark_dead_runs
 from tasks.io.plan import RunPlan
 from tasks.io.rasterize import failed
 from tasks.io.slots import RunCancelled, SlotTimeout
-from tasks.io.summary import FailureRateExceeded, RunSummary, crashed
+from tasks.io.summary import DocOutcome, FailureRateExceeded, RunSummary, crashed
 from tasks.persist import begin_run, finish_run, store_for
 from tasks.plan import plan_corpus
 from tasks.rasterize import rasterize_document
@@ -97,8 +97,9 @@ def _process(p: RunParams, run: RunPlan, stop) -> tuple[list, Exception | None]:
         items.append(item)
     outcomes, abort = [], None
     for item, o in progress.settle(answers, items):
-        if isinstance(o, SlotTimeout | RunCancelled):
-            abort = abort or (o if isinstance(o, SlotTimeout) else None)
+        if isinstance(o, DocOutcome) and o.doc_status in ("slot_timeout", "cancelled"):
+            if o.doc_status == "slot_timeout" and abort is None:
+                abort = SlotTimeout(o.error or "no model slot")
             stop.set()  # the other documents stop waiting too
         elif isinstance(o, BaseException):
             outcomes.append(crashed(item.uri, len(item.questions), o))

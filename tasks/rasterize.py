@@ -12,7 +12,14 @@ from prefect.states import State
 
 from tasks.io import faults, stopping
 from tasks.io.plan import DocItem
-from tasks.io.rasterize import RasterizedDoc, RenderSpec, is_transient, rasterize, render_pool
+from tasks.io.rasterize import (
+    RasterizedDoc,
+    RenderSpec,
+    failed,
+    is_transient,
+    rasterize,
+    render_pool,
+)
 from tasks.io.slots import RunCancelled
 
 
@@ -33,11 +40,10 @@ def rasterize_document(
     """Fetch one PDF and render its first ``spec.max_pages`` pages in the process's sandbox
     pool; unusable PDFs (and pages) become a status naming the file and page.
 
-    Raises:
-        RunCancelled: the run was asked to stop before this document started.
+    A document not started because the run is stopping gets status ``cancelled``.
     """
     if stopping.STOP.is_set():
-        raise RunCancelled(f"{item.uri}: not rendered, the run is stopping")
+        return failed(item, RunCancelled("not rendered, the run is stopping"))
     faults.checkpoint("rasterize")
     return rasterize(
         item, workspace, max_pages=spec.max_pages, max_side=spec.max_side,

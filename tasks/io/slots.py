@@ -36,6 +36,8 @@ log = logging.getLogger(__name__)
 
 #: Seconds between two "waiting for model slot" messages of one waiting task.
 WAIT_MESSAGE_EVERY_S = 30.0
+_LOCAL: dict[tuple[str, str, int], threading.Semaphore] = {}
+_LOCAL_LOCK = threading.Lock()
 
 
 class SlotTimeout(EgrError):
@@ -108,7 +110,8 @@ def model_slot(
     """Hold one of the ``slots`` slots of ``name`` for the ``with`` block; yields its index.
 
     Waits while all are held, saying what it waits for (``say``, default the module logger) at
-    once and every :data:`WAIT_MESSAGE_EVERY_S`.
+    once and every :data:`WAIT_MESSAGE_EVERY_S` when another run holds them. Tasks of one
+    process first queue among themselves (``timeout_s`` does not count that wait).
 
     Raises:
         SlotTimeout: no slot came free within ``timeout_s`` (the message names the holders).
@@ -116,6 +119,25 @@ def model_slot(
     """
     d = slot_dir(directory)
     say = say or log.warning
+    # Tasks of this process queue here first: waiting behind the process's own model work is
+    # progress, not a hang, so only the wait for other processes counts against timeout_s.
+    with _LOCAL_LOCK:
+        local = _LOCAL.setdefault((str(d), name, slots), threading.Semaphore(slots))
+    while not local.acquire(timeout=poll_s):
+        if stop is not None and stop.is_set():
+            raise RunCancelled(f"run {run_id}: stopped while waiting for model slot {name}")
+    try:
+        with _flock_slot(d, name, slots, run_id, timeout_s, directory, stop, say, poll_s) as i:
+            yield i
+    finally:
+        local.release()
+
+
+@contextlib.contextmanager
+def _flock_slot(
+    d: Path, name: str, slots: int, run_id: str, timeout_s: float, directory: str | None,
+    stop: threading.Event | None, say: Callable[[str], None], poll_s: float,
+) -> Iterator[int]:  # fmt: skip
     t0 = time.monotonic()
     next_msg = t0
     while True:

@@ -26,7 +26,7 @@ from tasks.io.budget import RETRY_STATUSES, apply_budget
 from tasks.io.models import load_model
 from tasks.io.rasterize import RasterizedDoc, open_view
 from tasks.io.records import RunContext, merge, work_key
-from tasks.io.slots import model_slot
+from tasks.io.slots import RunCancelled, SlotTimeout, model_slot
 from tasks.io.store import Store
 from tasks.io.summary import DocOutcome
 
@@ -107,8 +107,9 @@ def answer_document(
 ) -> DocOutcome:
     """Answer every pending question of ``doc`` and commit the rows batch by batch.
 
-    Raises:
-        SlotTimeout, RunCancelled: no model slot (nothing of this document was committed).
+    No model slot (timeout, or a stop request while waiting) is an outcome whose
+    ``doc_status`` is ``slot_timeout`` / ``cancelled`` and ``error`` says why; nothing of the
+    document was committed.
     """
     st = _Doc(doc, head=A.head_rows(ctx, doc) if doc.usable else None)
     pending = _pending(store, ctx, doc, doc.questions)
@@ -120,11 +121,19 @@ def answer_document(
         _commit(store, ctx, spec, st, A.failed_document_rows(ctx, _with(doc, pending)))
         advance(len(pending))
         return _outcome(st)
-    with model_slot(
+    slot = model_slot(
         spec.slot_name, spec.slots, run_id=ctx.run_id, timeout_s=spec.slot_timeout_s,
         directory=spec.slot_dir, stop=stop, say=say,
-    ), open_view(doc) as view:  # fmt: skip
-        _answer_batches(view, spec, ctx, store, st, pending, stop, advance)
+    )  # fmt: skip
+    try:
+        slot.__enter__()
+    except (SlotTimeout, RunCancelled) as exc:  # an outcome, not a task failure (no traceback)
+        return DocOutcome(doc.uri, exc.status, 0, {}, str(exc), written=False)
+    try:
+        with open_view(doc) as view:
+            _answer_batches(view, spec, ctx, store, st, pending, stop, advance)
+    finally:
+        slot.__exit__(None, None, None)
     return _outcome(st)
 
 
