@@ -25,7 +25,8 @@ def test_run_through_5xx_slow_and_dropped_connections(fault_env, tmp_path: Path,
     server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
-    proxy = FaultyS3Proxy(f"http://{host}:{port}")
+    proxy = FaultyS3Proxy(f"http://{host}:{port}", every_503=5, every_slow=9, every_drop=11,
+                          delay_s=0.5)  # fmt: skip
     try:
         fs = s3fs.S3FileSystem(client_kwargs={"endpoint_url": f"http://{host}:{port}"})
         fs.mkdir(BUCKET)
