@@ -6,8 +6,9 @@ Layout under a root (a local folder or ``s3://bucket/prefix``; any fsspec URL)::
     ROOT/runs/run_id=<id>/part-end.parquet        run row at the end: the run-level commit
     ROOT/<table>/run_id=<id>/part-<group>.parquet documents, pages, answers, evidence, maps
     ROOT/_commits/run_id=<id>/<group>.parquet     commit marker of one write group
+    ROOT/_leases/run_id=<id>.json                 heartbeat of a live run (tasks/io/liveness.py)
 
-A *write group* is a batch of work items (typically one document's questions). Its five table
+A *write group* is a batch of work items (one page's questions, at most ``batch_size``). Its five table
 parts are written first (local: temp file then rename; object stores: a PUT is atomic), and only
 then its commit marker. Readers (:meth:`Store.read`, the SQL views) see a part only when its
 group is committed, so a crash at any point leaves nothing half-visible; a later write of the same
@@ -15,7 +16,8 @@ group overwrites the orphaned parts. Within a run a work key is written at most 
 are already committed are dropped from a new group. Every table gets a part in every group, even
 an empty one, so the SQL globs always match once anything is committed.
 
-Latest-answer semantics: a key re-run under a new run adds rows; "latest" is the row with the
+Concurrent runs may commit the same key; :meth:`Store.read` shows one final row per key
+(:mod:`tasks.io.visible`). Latest-answer semantics: a key re-run under a new run adds rows; "latest" is the row with the
 largest ``written_at`` (ties: larger ``run_id``), see ``sql/answers_latest.sql``.
 """
 
