@@ -28,6 +28,8 @@ EGR = str(Path(sys.executable).with_name("egr"))
 
 
 def run(args: list[str], fault: str | None = None) -> tuple[float, int]:
+    """Wall time and exit code of one ``egr run``; prints its headline (flow time) and any
+    slot wait it reported."""
     env = {**os.environ, "COLUMNS": "200"}
     env.pop("EGR_FAULT", None)
     if fault:
@@ -35,7 +37,11 @@ def run(args: list[str], fault: str | None = None) -> tuple[float, int]:
     t0 = time.perf_counter()
     proc = subprocess.run([EGR, "run", *args], env=env, capture_output=True, text=True,
                           start_new_session=True)  # fmt: skip
-    return time.perf_counter() - t0, proc.returncode
+    wall = time.perf_counter() - t0
+    for line in (proc.stdout + proc.stderr).splitlines():
+        if line.startswith("run ") or "waiting for model slot" in line:
+            print(f"  [{wall:.1f} s wall] {line.strip()}")
+    return wall, proc.returncode
 
 
 def main() -> None:
