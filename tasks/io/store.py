@@ -8,17 +8,18 @@ Layout under a root (a local folder or ``s3://bucket/prefix``; any fsspec URL)::
     ROOT/_commits/run_id=<id>/<group>.parquet     commit marker of one write group
     ROOT/_leases/run_id=<id>.json                 heartbeat of a live run (tasks/io/liveness.py)
 
-A *write group* is a batch of work items (one page's questions, at most ``batch_size``). Its five table
-parts are written first (local: temp file then rename; object stores: a PUT is atomic), and only
-then its commit marker. Readers (:meth:`Store.read`, the SQL views) see a part only when its
-group is committed, so a crash at any point leaves nothing half-visible; a later write of the same
-group overwrites the orphaned parts. Within a run a work key is written at most once: keys that
-are already committed are dropped from a new group. Every table gets a part in every group, even
-an empty one, so the SQL globs always match once anything is committed.
+A *write group* is a batch of work items (one page's questions, at most ``batch_size``). Its
+five table parts are written first (local: temp file then rename; object stores: a PUT is
+atomic), and only then its commit marker. Readers (:meth:`Store.read`, the SQL views) see a part
+only when its group is committed, so a crash at any point leaves nothing half-visible; a later
+write of the same group overwrites the orphaned parts. Within a run a work key is written at
+most once: keys that are already committed are dropped from a new group. Every table gets a part
+in every group, even an empty one, so the SQL globs always match once anything is committed.
 
 Concurrent runs may commit the same key; :meth:`Store.read` shows one final row per key
-(:mod:`tasks.io.visible`). Latest-answer semantics: a key re-run under a new run adds rows; "latest" is the row with the
-largest ``written_at`` (ties: larger ``run_id``), see ``sql/answers_latest.sql``.
+(:mod:`tasks.io.visible`). Latest-answer semantics: a key re-run under a new run adds rows;
+"latest" is the row with the largest ``written_at`` (ties: larger ``run_id``), see
+``sql/answers_latest.sql``.
 """
 
 from __future__ import annotations
