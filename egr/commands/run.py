@@ -154,8 +154,9 @@ def command(
         storage_options={"endpoint_url": endpoint_url} if endpoint_url else {},
     )  # fmt: skip
     t0 = time.perf_counter()
-    if not (verbose or debug):  # a failed run ends in one line below, not Prefect's traceback
-        logging.getLogger("prefect.flow_runs").setLevel(logging.CRITICAL)
+    if not (verbose or debug):  # a failed run ends in one line below, not Prefect's tracebacks
+        for name in ("prefect.flow_runs", "prefect.task_runs"):
+            logging.getLogger(name).addFilter(_no_errors)
     columns = (TextColumn("{task.description:>10}"), BarColumn(), MofNCompleteColumn(),
                TimeElapsedColumn())  # fmt: skip
     failed: Exception | None = None
@@ -180,6 +181,12 @@ def command(
         code = 130 if isinstance(failed, RunCancelled) else 1
         msg = str(failed) if isinstance(failed, EgrError) else f"{type(failed).__name__}: {failed}"
         raise fail(msg, code)
+
+
+def _no_errors(record: logging.LogRecord) -> bool:
+    """Drop Prefect's ERROR records (they carry tracebacks): a failed task is a status row or
+    the run's one-line error; warnings (e.g. a wait for a model slot) still show."""
+    return record.levelno < logging.ERROR
 
 
 def expected_failure(exc: BaseException) -> bool:
