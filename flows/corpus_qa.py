@@ -42,8 +42,7 @@ def corpus_qa(params: RunParams) -> RunSummary:
              len(run.todo))  # fmt: skip
     store = store_for(p.out, so)
     with stopping.graceful() as stop, RunLease(store, run.ctx.run_id):
-        for rid in mark_dead_runs(store, run.ctx.run_id):
-            log.warning("run %s had died without finishing: marked crashed", rid)
+        _mark_dead(store, run.ctx.run_id, log)
         begin_run(p.out, run.ctx, p.source, run.questions, p.recorded(run.config.to_dict()), so)
         try:
             outcomes, abort = _process(p, run, stop)
@@ -51,7 +50,7 @@ def corpus_qa(params: RunParams) -> RunSummary:
             finish_run(p.out, run.ctx, "cancelled" if stop.is_set() else "failed", {},
                        f"{type(exc).__name__}: {exc}", so)  # fmt: skip
             raise
-        mark_dead_runs(store, run.ctx.run_id)  # runs that died while this one ran
+        _mark_dead(store, run.ctx.run_id, log)  # runs that died while this one ran
     summary = RunSummary(
         run.ctx.run_id, p.out, p.model, run.ctx.config_hash or "", run.plan.n_documents,
         run.plan.n_done, tuple(outcomes), time.perf_counter() - t0)  # fmt: skip
@@ -76,6 +75,16 @@ def corpus_qa(params: RunParams) -> RunSummary:
     if too_many:
         raise FailureRateExceeded(summary, p.max_failure_rate)
     return summary
+
+
+def _mark_dead(store, run_id: str, log) -> None:
+    """Mark runs that died without finishing ``crashed``; a store error here only warns (the
+    next run tries again)."""
+    try:
+        for rid in mark_dead_runs(store, run_id):
+            log.warning("run %s had died without finishing: marked crashed", rid)
+    except Exception as exc:  # noqa: BLE001 - bookkeeping must not fail the run
+        log.warning("could not check for crashed runs under %s: %s", store.url, exc)
 
 
 def _process(p: RunParams, run: RunPlan, stop) -> tuple[list, Exception | None]:
