@@ -1,4 +1,4 @@
-"""corpus-qa: plan -> rasterize -> ground and answer -> store -> summarise.
+"""corpus-qa: plan -> rasterize -> ground, answer and commit in batches -> summarise.
 
 ``run_corpus_qa`` is the plain-Python entry point (CLI, demo, benchmarks); it picks the task
 runner (threads by default, Dask with ``dask_address`` / ``workers``) and calls the flow.
@@ -11,13 +11,16 @@ import time
 from prefect import flow, get_run_logger, unmapped
 
 from flows import progress
-from flows.params import GPU_LIMIT, RunParams
+from flows.params import RunParams
 from flows.runners import task_runner
 from tasks.answer import answer_document
+from tasks.io import stopping
+from tasks.io.liveness import RunLease, mark_dead_runs
+from tasks.io.plan import RunPlan
 from tasks.io.rasterize import failed
-from tasks.io.summary import FailureRateExceeded, RunSummary, crashed
-from tasks.limits import ensure_gpu_limit
-from tasks.persist import begin_run, finish_run, write_document
+from tasks.io.slots import RunCancelled, SlotTimeout
+from tasks.io.summary import DocOutcome, FailureRateExceeded, RunSummary, crashed
+from tasks.persist import begin_run, finish_run, store_for
 from tasks.plan import plan_corpus
 from tasks.rasterize import rasterize_document
 from tasks.summarise import publish_summary
@@ -25,41 +28,93 @@ from tasks.summarise import publish_summary
 
 @flow(name="corpus-qa", log_prints=False)
 def corpus_qa(params: RunParams) -> RunSummary:
-    """Answer every question about every PDF of ``params.source``, with evidence, into tables."""
+    """Answer every question about every PDF of ``params.source``, with evidence, into tables.
+
+    Raises:
+        FailureRateExceeded: too many items failed (the rows are kept).
+        SlotTimeout: no model slot came free in ``slot_timeout_s`` (run row ``failed``).
+        RunCancelled: SIGTERM / Ctrl-C (run row ``cancelled``; the next run resumes).
+    """
     t0, log, so, p = time.perf_counter(), get_run_logger(), params.storage_options, params
     run = plan_corpus(p.source, p.questions, p.model, p.out, p.egr, p.overrides(), so)
     log.info("run %s: %d PDFs, %d items, %d already done, %d documents to process",
              run.ctx.run_id, run.plan.n_documents, run.plan.n_items, run.plan.n_done,
              len(run.todo))  # fmt: skip
-    ensure_gpu_limit(GPU_LIMIT, p.gpu_slots)
-    begin_run(p.out, run.ctx, p.source, run.questions, p.recorded(run.config.to_dict()), so)
-    ws, spec = unmapped(run.plan.workspace), unmapped(p.render_spec())  # sandbox limits
-    rasters = progress.add("rasterize", rasterize_document.map(run.todo, ws, spec, unmapped(so)))
-    writes, items = [], []
-    for item, doc in progress.settle(rasters, run.todo):
-        doc = failed(item, doc) if isinstance(doc, BaseException) else doc
-        rows = answer_document.submit(
-            doc, p.model, p.device, p.dtype, run.config, p.top_pages, run.ctx, GPU_LIMIT
-        )
-        progress.add("answer", [rows])
-        writes += progress.add("store", [write_document.submit(rows, p.out, run.ctx, so)])
-        items.append(item)
-    outcomes = [
-        crashed(item.uri, len(item.questions), o) if isinstance(o, BaseException) else o
-        for item, o in progress.settle(writes, items)
-    ]  # fmt: skip
+    store = store_for(p.out, so)
+    with stopping.graceful() as stop, RunLease(store, run.ctx.run_id):
+        _mark_dead(store, run.ctx.run_id, log)
+        begin_run(p.out, run.ctx, p.source, run.questions, p.recorded(run.config.to_dict()), so)
+        try:
+            outcomes, abort = _process(p, run, stop)
+        except BaseException as exc:  # a second Ctrl-C (KeyboardInterrupt) or a crash
+            finish_run(p.out, run.ctx, "cancelled" if stop.is_set() else "failed", {},
+                       f"{type(exc).__name__}: {exc}", so)  # fmt: skip
+            raise
+        _mark_dead(store, run.ctx.run_id, log)  # runs that died while this one ran
     summary = RunSummary(
         run.ctx.run_id, p.out, p.model, run.ctx.config_hash or "", run.plan.n_documents,
         run.plan.n_done, tuple(outcomes), time.perf_counter() - t0)  # fmt: skip
     publish_summary(summary)
     too_many = summary.failure_rate > p.max_failure_rate
-    status = "failed" if too_many else "partial" if summary.n_failed else "ok"
-    error = str(FailureRateExceeded(summary, p.max_failure_rate)) if too_many else None
-    finish_run(p.out, run.ctx, status, summary.counts(), error, so)
+    if abort is not None:
+        status, error = abort.status, str(abort)
+    elif stop.is_set():
+        status = "cancelled"
+        error = f"run {run.ctx.run_id}: stopped by signal; committed batches are kept, the " \
+                "next run resumes"  # fmt: skip
+        abort = RunCancelled(error)
+    else:
+        status = "failed" if too_many else "partial" if summary.n_failed else "ok"
+        error = str(FailureRateExceeded(summary, p.max_failure_rate)) if too_many else None
+    finish_run(p.out, run.ctx, "failed" if status == "slot_timeout" else status,
+               summary.counts(), error, so)  # fmt: skip
     log.info("%s", summary.headline())
+    if abort is not None:
+        abort.summary = summary
+        raise abort
     if too_many:
         raise FailureRateExceeded(summary, p.max_failure_rate)
     return summary
+
+
+def _mark_dead(store, run_id: str, log) -> None:
+    """Mark runs that died without finishing ``crashed``; a store error here only warns (the
+    next run tries again)."""
+    try:
+        for rid in mark_dead_runs(store, run_id):
+            log.warning("run %s had died without finishing: marked crashed", rid)
+    except Exception as exc:  # noqa: BLE001 - bookkeeping must not fail the run
+        log.warning("could not check for crashed runs under %s: %s", store.url, exc)
+
+
+def _process(p: RunParams, run: RunPlan, stop) -> tuple[list, Exception | None]:
+    """Rasterize every document, answer the rendered ones as they come; returns the outcomes
+    and the error that stopped the run early (no model slot), if any."""
+    so = p.storage_options
+    progress.total("questions", run.plan.n_items - run.plan.n_done)
+    ws, spec = unmapped(run.plan.workspace), unmapped(p.render_spec())  # sandbox limits
+    rasters = progress.add("rasterize", rasterize_document.map(run.todo, ws, spec, unmapped(so)))
+    work = p.work_spec(run.config, run.prior)
+    answers, items = [], []
+    for item, doc in progress.settle(rasters, run.todo):
+        if stop.is_set():
+            continue  # no new document after a stop request
+        doc = failed(item, doc) if isinstance(doc, BaseException) else doc
+        answers += progress.add(
+            "answer", [answer_document.submit(doc, work, run.ctx, p.out, so)]
+        )  # fmt: skip
+        items.append(item)
+    outcomes, abort = [], None
+    for item, o in progress.settle(answers, items):
+        if isinstance(o, DocOutcome) and o.doc_status in ("slot_timeout", "cancelled"):
+            if o.doc_status == "slot_timeout" and abort is None:
+                abort = SlotTimeout(o.error or "no model slot")
+            stop.set()  # the other documents stop waiting too
+        elif isinstance(o, BaseException):
+            outcomes.append(crashed(item.uri, len(item.questions), o))
+        else:
+            outcomes.append(o)
+    return outcomes, abort
 
 
 def run_corpus_qa(
@@ -73,6 +128,7 @@ def run_corpus_qa(
 
     Raises:
         FailureRateExceeded: too many items failed (``.summary`` holds the run's summary).
+        SlotTimeout, RunCancelled: see :func:`corpus_qa` (``.summary`` too).
     """
     progress.set_reporter(reporter)
     try:

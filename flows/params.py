@@ -12,7 +12,9 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from egr_core.config import EgrConfig, StopRule
+from tasks.io.budget import DEFAULT_RETRY_BUDGET
 from tasks.io.rasterize import RenderSpec
+from tasks.io.work import WorkSpec
 
 
 def default_model() -> str:
@@ -26,7 +28,7 @@ def default_model() -> str:
 
 #: Pages processed per document unless ``max_pages`` says otherwise; longer documents are cut.
 DEFAULT_MAX_PAGES = 50
-#: Name of the global concurrency limit that bounds model work (one slot per GPU).
+#: Name of the model-work slots (one per GPU of a machine; see tasks/io/slots.py).
 GPU_LIMIT = "egr-gpu"
 
 
@@ -48,7 +50,15 @@ class RunParams(BaseModel):
         top_pages: pages grounded per question, after ranking by first-token entropy.
         max_pages: documents longer than this are processed on their first pages, and marked.
         max_failure_rate: the run fails when failed items / all items exceeds this.
-        gpu_slots: size of the global concurrency limit on model work (GPUs available).
+        gpu_slots: model-work slots of this machine (its GPUs); every run on the machine shares
+            them (tasks/io/slots.py: a slot is released whenever its process ends, even kill -9).
+        slot_timeout_s: a document that waited this long for a model slot fails the run with a
+            message naming the holder (never a silent hang).
+        slot_dir: the slot files' folder (default ``$EGR_SLOT_DIR`` or ``<tmp>/egr-slots-<uid>``).
+        batch_size: answers are committed every page, and every ``batch_size`` questions of a
+            page; a killed run loses at most the batch in flight.
+        retry_budget: tries of a work key that hit a transient limit (timeout, out of memory,
+            crash, I/O) before it ends as ``gave_up`` and is not retried.
         storage_options: fsspec options of the source (e.g. ``{"endpoint_url": ...}``).
         render_max_side: page renders are capped at this many pixels on the long side.
         render_max_pixels: ... and at this many pixels in total.
@@ -77,6 +87,10 @@ class RunParams(BaseModel):
     max_pages: int = Field(default=DEFAULT_MAX_PAGES, ge=1)
     max_failure_rate: float = Field(default=0.5, ge=0.0, le=1.0)
     gpu_slots: int = Field(default=1, ge=1)
+    slot_timeout_s: float = Field(default=3600.0, gt=0)
+    slot_dir: str | None = None
+    batch_size: int = Field(default=16, ge=1)
+    retry_budget: int = Field(default=DEFAULT_RETRY_BUDGET, ge=1)
     storage_options: dict[str, Any] = Field(default_factory=dict)
     render_max_side: int = Field(default=1536, ge=64)
     render_max_pixels: int = Field(default=2_000_000, ge=4096)
@@ -94,9 +108,17 @@ class RunParams(BaseModel):
     def recorded(self, egr: dict[str, Any]) -> dict[str, Any]:
         """What the runs table records as the run's config: the method knobs and the limits."""
         keep = ("model", "device", "dtype", "top_pages", "max_pages", "max_failure_rate",
-                "gpu_slots", "render_max_side", "render_max_pixels", "render_timeout_s",
-                "render_memory_mb")  # fmt: skip
+                "gpu_slots", "batch_size", "retry_budget", "render_max_side",
+                "render_max_pixels", "render_timeout_s", "render_memory_mb")  # fmt: skip
         return {"egr": egr, **{k: getattr(self, k) for k in keep}}
+
+    def work_spec(self, config: EgrConfig, prior: dict[str, list[str]]) -> WorkSpec:
+        """What the answer step needs: model, batching, retry budget, slots."""
+        return WorkSpec(
+            self.model, self.device, self.dtype, config, self.top_pages, self.batch_size,
+            self.retry_budget, GPU_LIMIT, self.gpu_slots, self.slot_timeout_s, self.slot_dir,
+            prior,
+        )  # fmt: skip
 
     def render_spec(self) -> RenderSpec:
         """What the rasterize step needs: page budget and sandbox limits."""

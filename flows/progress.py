@@ -24,6 +24,10 @@ class Reporter(Protocol):
         """Start tracking ``futures`` (objects with ``done() -> bool``) under ``stage``."""
         ...
 
+    def count(self, stage: str, total: int | None = None, advance: int = 0) -> None:
+        """A counter bar (e.g. questions): set its total and/or advance it."""
+        ...
+
 
 _reporter: Reporter | None = None
 
@@ -40,6 +44,19 @@ def add(stage: str, futures: Iterable[PrefectFuture[Any]]) -> list[PrefectFuture
     if _reporter is not None:
         _reporter.add(stage, [getattr(f, "wrapped_future", f) for f in futures])
     return futures
+
+
+def total(stage: str, n: int) -> None:
+    """Set the total of the counter ``stage`` (e.g. the questions a run will answer)."""
+    if _reporter is not None:
+        _reporter.count(stage, total=n)
+
+
+def advance(stage: str, n: int) -> None:
+    """Advance the counter ``stage`` by ``n`` (called from tasks; a no-op in other processes,
+    e.g. on Dask workers, where no reporter is installed)."""
+    if _reporter is not None and n:
+        _reporter.count(stage, advance=n)
 
 
 def settle(

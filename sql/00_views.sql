@@ -3,10 +3,13 @@
 --          inside the single-quoted literals below, doubling any single quote, so a root cannot
 --          break out of the string. To use this file by hand: replace ${root}, then run it in
 --          duckdb (for s3:// register an fsspec filesystem or load httpfs first).
--- Output:  views commits, runs, documents, pages, answers, evidence, maps, answers_latest,
---          reviews, reviews_latest.
+-- Output:  views commits, visible, runs, documents, pages, answers, answers_all, evidence,
+--          maps, answers_latest, reviews, reviews_latest.
 --          Only rows of committed write groups are visible (a group's parts are written before
---          its commit marker, so a crashed write never shows). documents and pages keep one row
+--          its commit marker, so a crashed write never shows). answers, evidence and maps keep
+--          one final row per work key (visible: the first final commit wins; earlier retryable
+--          tries stay as history; a concurrent run's duplicate is hidden); answers_all keeps
+--          every committed answers row. documents and pages keep one row
 --          per (run_id, doc_id[, page]). runs keeps one row per run: the "end" row once the run
 --          finished, else the "begin" row (status 'running'). answers_latest keeps, for every
 --          (doc_id, question_id), the row written last (largest written_at, then run_id).
@@ -17,6 +20,31 @@
 CREATE OR REPLACE VIEW commits AS
 SELECT *
 FROM read_parquet('${root}/_commits/*/*.parquet', hive_partitioning = true);
+
+-- The (group_id, work_key) pairs readers see; the same rule as tasks/io/visible.py.
+CREATE OR REPLACE VIEW visible AS
+WITH c AS (
+    SELECT
+        group_id,
+        work_key,
+        committed_at,
+        status NOT IN ('failed', 'timeout', 'out_of_memory', 'crashed', 'io_error') AS final,
+        row_number() OVER (
+            PARTITION BY work_key,
+            status NOT IN ('failed', 'timeout', 'out_of_memory', 'crashed', 'io_error')
+            ORDER BY committed_at, run_id
+        ) AS nth
+    FROM commits
+),
+w AS (
+    SELECT
+        *,
+        min(CASE WHEN final THEN committed_at END) OVER (PARTITION BY work_key) AS first_final_at
+    FROM c
+)
+SELECT group_id, work_key
+FROM w
+WHERE (final AND nth = 1) OR (NOT final AND (first_final_at IS NULL OR committed_at < first_final_at));
 
 CREATE OR REPLACE VIEW runs AS
 SELECT *
@@ -37,20 +65,25 @@ FROM read_parquet('${root}/pages/*/*.parquet', hive_partitioning = true, union_b
 WHERE group_id IN (SELECT group_id FROM commits)
 QUALIFY row_number() OVER (PARTITION BY run_id, doc_id, page ORDER BY written_at DESC) = 1;
 
-CREATE OR REPLACE VIEW answers AS
+CREATE OR REPLACE VIEW answers_all AS
 SELECT *
 FROM read_parquet('${root}/answers/*/*.parquet', hive_partitioning = true, union_by_name = true)
 WHERE group_id IN (SELECT group_id FROM commits);
 
+CREATE OR REPLACE VIEW answers AS
+SELECT *
+FROM answers_all
+WHERE (group_id, work_key) IN (SELECT (group_id, work_key) FROM visible);
+
 CREATE OR REPLACE VIEW evidence AS
 SELECT *
 FROM read_parquet('${root}/evidence/*/*.parquet', hive_partitioning = true, union_by_name = true)
-WHERE group_id IN (SELECT group_id FROM commits);
+WHERE (group_id, work_key) IN (SELECT (group_id, work_key) FROM visible);
 
 CREATE OR REPLACE VIEW maps AS
 SELECT *
 FROM read_parquet('${root}/maps/*/*.parquet', hive_partitioning = true, union_by_name = true)
-WHERE group_id IN (SELECT group_id FROM commits);
+WHERE (group_id, work_key) IN (SELECT (group_id, work_key) FROM visible);
 
 CREATE OR REPLACE VIEW answers_latest AS
 SELECT *

@@ -10,10 +10,10 @@ from prefect.cache_policies import NO_CACHE
 from tasks.io.plan import filesystem
 from tasks.io.records import RunContext
 from tasks.io.store import Store
-from tasks.io.summary import DocOutcome, outcome_of
 
 
-def _store(out: str, storage_options: dict[str, Any]) -> Store:
+def store_for(out: str, storage_options: dict[str, Any]) -> Store:
+    """The output root's store (its filesystem from the run's storage options)."""
     return Store(out, fs=filesystem(out, storage_options) if "://" in out else None)
 
 
@@ -21,19 +21,13 @@ def _store(out: str, storage_options: dict[str, Any]) -> Store:
 def begin_run(out: str, ctx: RunContext, source: str, questions: Any, config: dict[str, Any],
               storage_options: dict[str, Any]) -> None:  # fmt: skip
     """Write the run's "begin" row (status running)."""
-    _store(out, storage_options).begin_run(ctx, source=source, questions=questions, config=config)
-
-
-@task(name="store", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2)
-def write_document(rows: dict[str, list[dict[str, Any]]], out: str, ctx: RunContext,
-                   storage_options: dict[str, Any]) -> DocOutcome:  # fmt: skip
-    """Commit one document's rows (documents, pages, answers, evidence, maps) atomically."""
-    _store(out, storage_options).write_group(ctx, rows)
-    return outcome_of(rows)
+    store_for(out, storage_options).begin_run(
+        ctx, source=source, questions=questions, config=config
+    )
 
 
 @task(name="finish-run", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2)
 def finish_run(out: str, ctx: RunContext, status: str, counts: dict[str, int],
                error: str | None, storage_options: dict[str, Any]) -> None:  # fmt: skip
     """Write the run's "end" row: its final status and counts."""
-    _store(out, storage_options).finish_run(ctx, status=status, counts=counts, error=error)
+    store_for(out, storage_options).finish_run(ctx, status=status, counts=counts, error=error)

@@ -10,8 +10,17 @@ from prefect.cache_policies import NO_CACHE
 from prefect.client.schemas.objects import TaskRun
 from prefect.states import State
 
+from tasks.io import faults, stopping
 from tasks.io.plan import DocItem
-from tasks.io.rasterize import RasterizedDoc, RenderSpec, is_transient, rasterize, render_pool
+from tasks.io.rasterize import (
+    RasterizedDoc,
+    RenderSpec,
+    failed,
+    is_transient,
+    rasterize,
+    render_pool,
+)
+from tasks.io.slots import RunCancelled
 
 
 def _transient(task: Task[..., Any], task_run: TaskRun, state: State[Any]) -> bool:
@@ -29,7 +38,13 @@ def rasterize_document(
     item: DocItem, workspace: str, spec: RenderSpec, storage_options: dict[str, Any]
 ) -> RasterizedDoc:
     """Fetch one PDF and render its first ``spec.max_pages`` pages in the process's sandbox
-    pool; unusable PDFs (and pages) become a status naming the file and page."""
+    pool; unusable PDFs (and pages) become a status naming the file and page.
+
+    A document not started because the run is stopping gets status ``cancelled``.
+    """
+    if stopping.STOP.is_set():
+        return failed(item, RunCancelled("not rendered, the run is stopping"))
+    faults.checkpoint("rasterize")
     return rasterize(
         item, workspace, max_pages=spec.max_pages, max_side=spec.max_side,
         max_pixels=spec.max_pixels, storage_options=storage_options, timeout_s=spec.timeout_s,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import re
 import shlex
 import shutil
@@ -180,6 +181,16 @@ def command(
     ] = None,
     endpoint_url: EndpointUrlArg = None,
     profile: ProfileArg = None,
+    batch_size: Annotated[
+        int, typer.Option(help="Commit answers every page and every N questions.", min=1)
+    ] = 16,
+    retry_budget: Annotated[
+        int, typer.Option(help="Tries of an item that hit a limit before it is gave_up.", min=1)
+    ] = 3,
+    gpu_slots: Annotated[int, typer.Option(help="Model slots (GPUs) of this machine.", min=1)] = 1,
+    slot_timeout: Annotated[
+        float, typer.Option(help="Seconds to wait for a model slot before failing.", min=0.1)
+    ] = 3600.0,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Prefect logs.")] = False,
 ) -> None:
     """Answer every question about every PDF of SOURCE, with evidence, into Parquet tables."""
@@ -197,7 +208,8 @@ def command(
         stop_rule=stop_rule.value if stop_rule else None, stop_tau=stop_tau,
         max_pages=max_pages or DEFAULT_MAX_PAGES, max_failure_rate=max_failure_rate,
         render_timeout_s=render_timeout, render_memory_mb=render_memory_mb,
-        render_workers=render_workers, storage_options=storage,
+        render_workers=render_workers, storage_options=storage, batch_size=batch_size,
+        retry_budget=retry_budget, gpu_slots=gpu_slots, slot_timeout_s=slot_timeout,
     )  # fmt: skip
     exit_now_on_ctrl_c(out, existed)
     try:
@@ -223,11 +235,7 @@ def _interrupted(out: str, existed: bool) -> None:
     import os
     import sys
 
-    _clean_after_failure(out, existed)
-    with contextlib.suppress(Exception):  # the model's concurrency slot, or the next run waits
-        from tasks.limits import release_held_slots
-
-        release_held_slots()
+    _clean_after_failure(out, existed)  # model slots are file locks: freed when this process ends
     typer.secho(
         f"interrupted: committed work is kept under {out}; the same command continues it",
         fg=typer.colors.YELLOW, err=True,
@@ -247,27 +255,40 @@ def _run(
 ) -> None:
     from flows.corpus_qa import run_corpus_qa
     from flows.ephemeral import start_ephemeral_server
+    from tasks.io.slots import RunCancelled, SlotTimeout
     from tasks.io.summary import FailureRateExceeded
 
     if not (debug_enabled() or verbose):
         quiet_expected_errors()  # egr prints its own line for those
+        for name in ("prefect.flow_runs", "prefect.task_runs"):  # failed tasks are status rows
+            logging.getLogger(name).addFilter(_no_errors)
     start_ephemeral_server()
     console = Console()
     t0 = time.perf_counter()
     columns = (TextColumn("{task.description:>10}"), BarColumn(), MofNCompleteColumn(),
                TimeElapsedColumn())  # fmt: skip
+    failed: Exception | None = None
     with Progress(*columns, console=console, transient=False) as bars:
         reporter = BarsReporter(bars)
         try:
             summary = run_corpus_qa(
                 params, dask_address=dask_address, workers=workers, reporter=reporter
             )
-            failed = None
-        except FailureRateExceeded as exc:
-            summary, failed = exc.summary, exc
+        except (FailureRateExceeded, SlotTimeout, RunCancelled) as exc:
+            summary, failed = getattr(exc, "summary", None), exc
         finally:
             reporter.close()
-    print_summary(summary, console, storage)
+    if summary is not None:
+        print_summary(summary, console, storage)
     console.print(f"[dim]wall time {time.perf_counter() - t0:.1f} s[/dim]")
+    if isinstance(failed, RunCancelled):
+        typer.secho(f"cancelled: {failed}", fg=typer.colors.YELLOW, err=True)
+        raise typer.Exit(INTERRUPTED)
     if failed is not None:
         raise RunFailed(str(failed))
+
+
+def _no_errors(record: logging.LogRecord) -> bool:
+    """Drop Prefect's ERROR records (they carry tracebacks): a failed task is a status row or
+    the run's one-line error; warnings (e.g. a wait for a model slot) still show."""
+    return record.levelno < logging.ERROR

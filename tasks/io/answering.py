@@ -96,10 +96,30 @@ def document_rows(
 ) -> Rows:
     """All rows of one rasterized document: document, pages, and per question its best answer
     (or a failure row when no page gave one)."""
+    return records.merge(head_rows(ctx, view.doc), item_rows(ctx, view, view.doc.questions,
+                                                             results, failures))  # fmt: skip
+
+
+def head_rows(ctx: records.RunContext, doc: RasterizedDoc) -> Rows:
+    """The documents row and the pages rows of a document (written with its first batch)."""
+    return {
+        "documents": [records.document_row(ctx, doc_info(doc))],
+        "pages": [_page_row(ctx, doc, p) for p in doc.pages],
+    }
+
+
+def item_rows(
+    ctx: records.RunContext,
+    view: DocView,
+    questions: Sequence[Question],
+    results: Sequence[tuple[int, GroundedAnswer]],
+    failures: Mapping[str, BaseException],
+) -> Rows:
+    """Per question of ``questions`` its best answer's rows, or a failure row when no page gave
+    one."""
     doc = view.doc
-    parts: list[Rows] = [{"documents": [records.document_row(ctx, doc_info(doc))]}]
-    parts.append({"pages": [_page_row(ctx, doc, p) for p in doc.pages]})
-    for q in doc.questions:
+    parts: list[Rows] = []
+    for q in questions:
         mine = [r for r in results if r[1].question_id == q.question_id]
         if mine:
             page, best = min(mine, key=_score)
@@ -123,6 +143,26 @@ def document_rows(
             )
         )
     return records.merge(*parts)
+
+
+def plan_batches(
+    ranked: Mapping[str, Sequence[int]], questions: Sequence[Question], batch_size: int
+) -> list[list[Question]]:
+    """Commit batches: the ranked questions ordered by their best page, cut at every page
+    change and every ``batch_size`` questions (so a batch is one page, or part of one)."""
+    order = sorted(
+        (q for q in questions if ranked.get(q.question_id)),
+        key=lambda q: ranked[q.question_id][0],
+    )
+    batches: list[list[Question]] = []
+    for q in order:
+        page = ranked[q.question_id][0]
+        last = batches[-1] if batches else None
+        if last and len(last) < batch_size and ranked[last[0].question_id][0] == page:
+            last.append(q)
+        else:
+            batches.append([q])
+    return batches
 
 
 def failed_document_rows(ctx: records.RunContext, doc: RasterizedDoc) -> Rows:

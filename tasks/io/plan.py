@@ -16,7 +16,7 @@ import logging
 import os
 import tempfile
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,9 +27,10 @@ from egr_core.config import EgrConfig
 from egr_core.errors import InputError
 from egr_core.questions import parse_questions
 from egr_core.types import Question
+from tasks.io.budget import RETRY_STATUSES, prior_tries
 from tasks.io.models import resolve_config
 from tasks.io.records import RunContext, new_run_id, work_key
-from tasks.io.store import done_keys as store_done_keys
+from tasks.io.store import Store
 
 logger = logging.getLogger(__name__)
 
@@ -184,16 +185,12 @@ class RunPlan:
     config: EgrConfig
     questions: tuple[Question, ...]
     plan: Plan
+    #: work_key -> reasons of its earlier retryable tries (only keys scheduled by this plan)
+    prior: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def todo(self) -> tuple[DocItem, ...]:
         return self.plan.todo
-
-
-#: Statuses a re-run retries: a generic failure, the sandbox's resource limits (the next run may
-#: grant more time or memory, or run on a quieter machine) and I/O errors. Statuses of the
-#: document itself (corrupt, encrypted, empty, too_large, ...) stay done: retrying cannot help.
-RETRY_STATUSES = ("failed", "timeout", "out_of_memory", "crashed", "io_error")
 
 
 def plan_run(
@@ -215,9 +212,18 @@ def plan_run(
     ctx = RunContext(run_id or new_run_id(), model_id, config.config_hash(), __version__)
     questions = load_questions(questions_file, storage_options)
     out_fs = filesystem(out, storage_options) if "://" in out else None
-    done = store_done_keys(out, fs=out_fs, exclude_status=RETRY_STATUSES)
+    store = Store(out, fs=out_fs)
+    exists = store.exists()
+    done = store.done_keys(exclude_status=RETRY_STATUSES) if exists else set()
     plan = plan_work(
         source, questions, model_id, ctx.config_hash or "", done, workspace_dir(out),
         storage_options,
     )  # fmt: skip
-    return RunPlan(ctx, config, tuple(questions), plan)
+    keys = [item_key(ctx, item.doc_id, q) for item in plan.todo for q in item.questions]
+    prior = prior_tries(store, keys) if exists and keys else {}
+    return RunPlan(ctx, config, tuple(questions), plan, prior)
+
+
+def item_key(ctx: RunContext, doc_id: str, q: Question) -> str:
+    """The work key of question ``q`` on document ``doc_id`` under the run's model and config."""
+    return work_key(doc_id, q.question_id, q.text, ctx.model_id, ctx.config_hash)

@@ -6,17 +6,20 @@ Layout under a root (a local folder or ``s3://bucket/prefix``; any fsspec URL)::
     ROOT/runs/run_id=<id>/part-end.parquet        run row at the end: the run-level commit
     ROOT/<table>/run_id=<id>/part-<group>.parquet documents, pages, answers, evidence, maps
     ROOT/_commits/run_id=<id>/<group>.parquet     commit marker of one write group
+    ROOT/_leases/run_id=<id>.json                 heartbeat of a live run (tasks/io/liveness.py)
 
-A *write group* is a batch of work items (typically one document's questions). Its five table
-parts are written first (local: temp file then rename; object stores: a PUT is atomic), and only
-then its commit marker. Readers (:meth:`Store.read`, the SQL views) see a part only when its
-group is committed, so a crash at any point leaves nothing half-visible; a later write of the same
-group overwrites the orphaned parts. Within a run a work key is written at most once: keys that
-are already committed are dropped from a new group. Every table gets a part in every group, even
-an empty one, so the SQL globs always match once anything is committed.
+A *write group* is a batch of work items (one page's questions, at most ``batch_size``). Its
+five table parts are written first (local: temp file then rename; object stores: a PUT is
+atomic), and only then its commit marker. Readers (:meth:`Store.read`, the SQL views) see a part
+only when its group is committed, so a crash at any point leaves nothing half-visible; a later
+write of the same group overwrites the orphaned parts. Within a run a work key is written at
+most once: keys that are already committed are dropped from a new group. Every table gets a part
+in every group, even an empty one, so the SQL globs always match once anything is committed.
 
-Latest-answer semantics: a key re-run under a new run adds rows; "latest" is the row with the
-largest ``written_at`` (ties: larger ``run_id``), see ``sql/answers_latest.sql``.
+Concurrent runs may commit the same key; :meth:`Store.read` shows one final row per key
+(:mod:`tasks.io.visible`). Latest-answer semantics: a key re-run under a new run adds rows;
+"latest" is the row with the largest ``written_at`` (ties: larger ``run_id``), see
+``sql/answers_latest.sql``.
 """
 
 from __future__ import annotations
@@ -40,8 +43,9 @@ from fsspec.implementations.local import LocalFileSystem
 
 from egr_core.errors import EgrError
 from egr_core.types import Question
-from tasks.io import records
+from tasks.io import faults, records
 from tasks.io.schemas import COMMITS, GROUP_TABLES, RUNS
+from tasks.io.visible import visible_pairs
 
 log = logging.getLogger(__name__)
 
@@ -322,6 +326,7 @@ class Store:
             ],
             schema=COMMITS,
         )
+        faults.checkpoint("store")  # the fault suite's kill -9 between parts and marker
         self._write_parquet(self.commit_path(ctx.run_id, gid), marker)
         return Commit(ctx.run_id, gid, tuple(sorted(keys)), paths, counts, now)
 
@@ -412,8 +417,11 @@ class Store:
         *,
         run_id: str | None = None,
         columns: Sequence[str] | None = None,
+        raw: bool = False,
     ) -> pa.Table:
-        """Rows of one table from committed groups only (orphaned parts are ignored).
+        """Rows of one table from committed groups only (orphaned parts are ignored); for the
+        tables with a work key, only the rows :mod:`tasks.io.visible` keeps (one final row per
+        key: a concurrent run's duplicate is hidden). ``raw=True`` returns every committed row.
 
         Raises:
             CorruptPartError: a committed part cannot be read (the message names it).
@@ -426,12 +434,19 @@ class Store:
         commits = self.commits(run_id)
         rids, gids = commits["run_id"].to_pylist(), commits["group_id"].to_pylist()
         groups = sorted(set(zip(rids, gids, strict=True)))
+        keep = None if raw or "work_key" not in schema.names else visible_pairs(commits)
+        cols = None if columns is None or keep is None else [*columns, "group_id", "work_key"]
         parts = []
         for rid, gid in groups:
             path = self.part_path(table, rid, gid)
             if not self.fs.exists(path):
                 raise StoreError(f"{self._display(path)}: committed part is missing")
-            parts.append(self._read_file(path, columns))
+            part = self._read_file(path, list(dict.fromkeys(cols)) if cols else columns)
+            if keep is not None:
+                mask = [(gid, k) in keep for k in part["work_key"].to_pylist()]
+                part = part.filter(pa.array(mask, type=pa.bool_()))
+                part = part.select(columns) if columns is not None else part
+            parts.append(part)
         if not parts:
             return schema.empty_table().select(columns or schema.names)
         return pa.concat_tables(parts, promote_options="default")

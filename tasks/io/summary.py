@@ -27,6 +27,7 @@ class DocOutcome:
     error: str | None = None
     written: bool = True  # its rows were committed
     truncated: bool = False  # longer than max_pages: only the first pages were processed
+    skipped: int = 0  # pending items another run committed first (not redone)
 
     @property
     def n_items(self) -> int:

@@ -28,6 +28,22 @@ def corpus(tmp_path_factory: pytest.TempPathFactory, corpus_tools) -> tuple[Path
     return docs, write_questions(root / "questions.json", n=2)
 
 
+class _Counts:
+    """A progress reporter that remembers counter totals and advances."""
+
+    def __init__(self) -> None:
+        self.totals: dict[str, int] = {}
+        self.advanced: Counter[str] = Counter()
+
+    def add(self, stage: str, futures: list) -> None:
+        pass
+
+    def count(self, stage: str, total: int | None = None, advance: int = 0) -> None:
+        if total is not None:
+            self.totals[stage] = total
+        self.advanced[stage] += advance
+
+
 def _params(corpus: tuple[Path, Path], out: Path, model: str, **kw) -> RunParams:
     docs, questions = corpus
     base = dict(max_rounds=1, max_pages=2, top_pages=1, max_failure_rate=0.5,
@@ -42,7 +58,9 @@ def test_run_writes_tables_bad_documents_are_rows_rerun_skips_and_gate_fails(
 ) -> None:
     out = tmp_path / "out"
     pool = render_pool(1024, 1)
-    first = run_corpus_qa(_params(corpus, out, tiny_model))
+    seen = _Counts()
+    first = run_corpus_qa(_params(corpus, out, tiny_model), reporter=seen)
+    assert seen.totals == {"questions": 8} and seen.advanced["questions"] == 8  # progress in items
     store = Store(str(out))
     docs = {Path(r["uri"]).name: r for r in store.read("documents").to_pylist()}
     assert docs["broken.pdf"]["status"] == "corrupt"
@@ -88,6 +106,17 @@ def test_run_writes_tables_bad_documents_are_rows_rerun_skips_and_gate_fails(
     assert max(Counter((r["run_id"], r["work_key"]) for r in answers2).values()) == 1
     assert models.LOAD_COUNT == 1
 
+    # The third try spends the retry budget (3): the rows say gave_up with every try's reason,
+    # and the next run has nothing left to do.
+    third = run_corpus_qa(_params(corpus, out, tiny_model, max_failure_rate=1.0))
+    gave = store.read("answers", run_id=third.run_id).to_pylist()
+    assert len(gave) == 2 and {r["status"] for r in gave} == {"gave_up"}
+    assert all(r["error"].startswith("gave up after 3 tries: ") for r in gave)
+    assert all(r["error"].count(": timeout: ") == 3 for r in gave)
+    assert third.n_failed == 2  # counted in the gate of the run where it failed...
+    fourth = run_corpus_qa(_params(corpus, out, tiny_model, max_failure_rate=0.0))
+    assert fourth.n_items == 0 and fourth.n_skipped == 8  # ...and never retried again
+
     # The plain baseline has its own config hash (new work keys); with max_failure_rate 0.2 the
     # 4 failed items of 8 fail the run, after its rows are written.
     with pytest.raises(FailureRateExceeded) as info:
@@ -102,4 +131,4 @@ def test_run_writes_tables_bad_documents_are_rows_rerun_skips_and_gate_fails(
     run = store.run_rows()[plain.run_id]
     assert run["status"] == "failed" and "max_failure_rate" in run["error"]
     assert models.LOAD_COUNT == 1
-    assert pool.spawned <= 6  # 9 documents rendered across the three runs, 2 hangs killed
+    assert pool.spawned <= 8  # 10 documents rendered across the five runs, 3 hangs killed
