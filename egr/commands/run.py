@@ -29,7 +29,7 @@ from egr.errors import (
 )
 from egr.storage import check_out_writable, count_pdfs, is_remote, storage_flags, storage_options
 
-STAGES = ("rasterize", "answer", "store")
+STAGES = ("rasterize", "answer", "questions")
 
 
 class BarsReporter:
@@ -38,7 +38,7 @@ class BarsReporter:
     def __init__(self, progress: Progress) -> None:
         self.progress = progress
         self.tasks = {s: progress.add_task(s, total=0) for s in STAGES}
-        self.futures: dict[str, list[Any]] = {s: [] for s in STAGES}
+        self.futures: dict[str, list[Any]] = {}
         self.lock = threading.Lock()
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._poll, name="egr-progress", daemon=True)
@@ -51,12 +51,22 @@ class BarsReporter:
                 self.tasks[stage] = self.progress.add_task(stage, total=0)
             self.progress.update(self.tasks[stage], total=len(self.futures[stage]))
 
+    def count(self, stage: str, total: int | None = None, advance: int = 0) -> None:
+        """A counter bar (questions): its total, or ``advance`` more done."""
+        with self.lock:
+            if stage not in self.tasks:
+                self.tasks[stage] = self.progress.add_task(stage, total=0)
+            if total is not None:
+                self.progress.update(self.tasks[stage], total=total)
+            if advance:
+                self.progress.advance(self.tasks[stage], advance)
+
     def _poll(self) -> None:
         while not self.stop.wait(0.2):
             with self.lock:
                 for stage, futs in self.futures.items():
                     done = sum(1 for f in futs if f.done())
-                    self.progress.update(self.tasks[stage], completed=done)
+                    self.progress.update(self.tasks[stage], completed=done)  # futures stages only
 
     def close(self) -> None:
         self.stop.set()
@@ -66,7 +76,8 @@ class BarsReporter:
     def _poll_once(self) -> None:
         with self.lock:
             for stage, futs in self.futures.items():
-                self.progress.update(self.tasks[stage], completed=sum(f.done() for f in futs))
+                if futs:
+                    self.progress.update(self.tasks[stage], completed=sum(f.done() for f in futs))
 
 
 def print_summary(summary: Any, console: Console, storage: dict[str, Any] | None = None) -> None:

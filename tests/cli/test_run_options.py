@@ -49,12 +49,17 @@ def test_run_options_reach_the_run_params(tmp_path: Path, monkeypatch: pytest.Mo
 
 
 def _failing_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, exc: Exception, *extra: str):
+    import egr.commands.run
     import flows.corpus_qa
+    import flows.ephemeral
 
     def fake_run(params, **kwargs):
         raise exc
 
     monkeypatch.setattr(flows.corpus_qa, "run_corpus_qa", fake_run)
+    # the run itself fails, not its checks before Prefect starts (tests/cli/test_errors.py)
+    monkeypatch.setattr(egr.commands.run, "preflight", lambda *a, **k: True)
+    monkeypatch.setattr(flows.ephemeral, "start_ephemeral_server", lambda: None)
     questions = tmp_path / "q.yaml"
     questions.write_text("- id: total\n  text: What is the total?\n")
     args = ["run", "s3://bucket/in", "-q", str(questions), "-o", "s3://bucket/out", *extra]
@@ -68,13 +73,14 @@ def test_an_unreachable_store_ends_in_one_line_and_debug_shows_the_traceback(
 
     exc = EndpointConnectionError(endpoint_url="http://127.0.0.1:1/bucket")
     result = _failing_run(tmp_path, monkeypatch, exc)
-    assert result.exit_code == 1
+    assert result.exit_code == 4  # the storage exit code (README: Errors and exit codes)
     assert "Traceback" not in result.output
     assert result.output.strip().splitlines()[-1] == (
-        "error: EndpointConnectionError: Could not connect to the endpoint URL: "
+        "error: storage: EndpointConnectionError: Could not connect to the endpoint URL: "
         '"http://127.0.0.1:1/bucket"'
     )
-    result = _failing_run(tmp_path, monkeypatch, exc, "--debug")
+    monkeypatch.setenv("EGR_DEBUG", "1")  # what --debug anywhere on the line sets
+    result = _failing_run(tmp_path, monkeypatch, exc)
     assert result.exception is exc  # --debug lets it through, with its traceback
 
 

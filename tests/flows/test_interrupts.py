@@ -79,7 +79,9 @@ def test_ctrl_c_on_egr_run_is_one_line_exit_130_and_leaves_no_process(
             proc.kill()
     assert proc.returncode == 130, err
     lines = [ln for ln in err.splitlines() if ln.strip()]
-    assert lines == [lines[-1]] and lines[-1].startswith("interrupted:"), err
+    # a clean stop (issue 13): the batch in flight is committed, the run row says cancelled
+    assert lines[-1].startswith("cancelled:") and "next run resumes" in lines[-1], err
+    assert all("stopping after the batch in flight" in ln for ln in lines[:-1]), err
     assert "Traceback" not in out + err
     _, alive = psutil.wait_procs(children, timeout=20)
     assert not alive, [p.cmdline()[:4] for p in alive]
