@@ -39,8 +39,9 @@ from egr_core.zoom import RoundOutcome, ZoomTrail, zoom_loop
 
 #: Smallest image side (px) accepted when the adapter does not declare ``min_image_side``.
 DEFAULT_MIN_IMAGE_SIDE = 28
-#: Most legible windows cut for one region wider than a window.
+#: Most legible windows cut for one region wider than a window, and for one round in all.
 MAX_WINDOWS_PER_REGION = 3
+MAX_CROPS_PER_ROUND = 4
 #: Preprocessed images kept per ``ground`` call (page + K crops per round for several rounds).
 PREPROCESS_CACHE_SIZE = 32
 
@@ -345,7 +346,8 @@ class EntropyGradientGrounding:
                 )  # fmt: skip
             for b in boxes:
                 out.setdefault(b, r)  # drop exact duplicates, keep rank order
-        return tuple(out.items())
+        cap = max(cfg.top_k, MAX_CROPS_PER_ROUND if cfg.legible_scale is not None else cfg.top_k)
+        return tuple(out.items())[:cap]
 
     def _generate(self, data: _RoundData) -> tuple[str, float]:
         t = time.perf_counter()

@@ -252,3 +252,14 @@ def test_legible_windows_hold_the_target_and_are_the_evidence() -> None:
     # the last round ran without a map (nothing reads it): one backward fewer than forwards
     assert not ans.rounds[-1].grids
     assert egg.stats["backwards"] == egg.stats["forwards"] - 1
+
+
+def test_a_round_feeds_at_most_four_legible_windows() -> None:
+    page = page_with_squares(256, [("R", RED), ("R", DISTRACTOR), ("R", BLUE)])
+    cfg = EgrConfig(
+        crop_pixels=64, legible_scale=2.0, crop_window_pt=24.0, crop_pad=0.5, top_k=3,
+        max_rounds=1, stop_rule="fixed", threshold="fraction", threshold_fraction=0.1,
+    )  # fmt: skip
+    egg, _, _ = make(cfg)
+    (ans,) = egg.ground(page, ["R"], page_size_pt=(512.0, 512.0))
+    assert 1 <= len(ans.rounds[1].crops) <= 4
