@@ -31,7 +31,7 @@ from egr_core.adapters import PreparedInputs, VLMAdapter, get_adapter
 from egr_core.adapters.base import ImageCache
 from egr_core.config import EgrConfig
 from egr_core.errors import InputError, TokenLayoutMismatchError
-from egr_core.imaging import CropFn, crop_box, crop_long_side, legible_crops, raster_crop_fn
+from egr_core.imaging import CropFn, crop_long_side, raster_crop_fn, region_crops
 from egr_core.relevance import entropy_gradient, frozen
 from egr_core.targets import check_finite, next_token_entropy
 from egr_core.types import Box, GroundedAnswer, Question, Region, RelevanceGrid, Status, ZoomRound
@@ -250,13 +250,20 @@ class EntropyGradientGrounding:
         timings["embed_ms"] = _ms(t)
         return prep, embeds, timings
 
-    def _map(self, call: _Call, q: Question, crops: tuple[Box, ...], rnd: int) -> _RoundData:
-        """One mapping round on [page, crops...]: entropy and raw grids."""
+    def _inputs(
+        self, call: _Call, q: Question, crops: tuple[Box, ...]
+    ) -> tuple[PreparedInputs, torch.Tensor, dict[str, float]]:
+        """[page, crops...] + question, cropped, prepared and embedded (see :meth:`_embed`)."""
         t = time.perf_counter()
         images = [call.page, *(self._crop(call, b) for b in crops)]
         crop_ms = _ms(t)
         prep, embeds, timings = self._embed(call, images, q.text)
         timings["crop_ms"] = crop_ms
+        return prep, embeds, timings
+
+    def _map(self, call: _Call, q: Question, crops: tuple[Box, ...], rnd: int) -> _RoundData:
+        """One mapping round on [page, crops...]: entropy and raw grids."""
+        prep, embeds, timings = self._inputs(call, q, crops)
         t = time.perf_counter()
         eg = entropy_gradient(
             lambda e: self.adapter.next_token_logits(self.model, prep, e),
@@ -276,12 +283,9 @@ class EntropyGradientGrounding:
         self, call: _Call, q: Question, crops: tuple[Box, ...], with_answer: bool
     ) -> _RoundData:
         """A round without a map: [page, crops...] forward for the first-token entropy only,
-        and, ``with_answer`` (the round is sure to answer), the answer from the same prefill."""
-        t = time.perf_counter()
-        images = [call.page, *(self._crop(call, b) for b in crops)]
-        crop_ms = _ms(t)
-        prep, embeds, timings = self._embed(call, images, q.text)
-        timings["crop_ms"] = crop_ms
+        and, ``with_answer`` (the round is sure to answer), the answer from the same prefill when
+        the adapter can (``generate_with_logits``). The plain answer is this with no crops."""
+        prep, embeds, timings = self._inputs(call, q, crops)
         t = time.perf_counter()
         both = getattr(self.adapter, "generate_with_logits", None) if with_answer else None
         answer = None
@@ -331,19 +335,12 @@ class EntropyGradientGrounding:
     def _next_crops(self, call: _Call, top: Sequence[Region]) -> tuple[tuple[Box, Region], ...]:
         """The crops of the next round, each with the region it was cut for, in rank order."""
         cfg = self.config
+        aspect = call.page.width / call.page.height
         out: dict[Box, Region] = {}
         for r in top:
-            if cfg.legible_scale is None:
-                aspect = call.page.width / call.page.height
-                boxes: tuple[Box, ...] = (
-                    crop_box(r.box, pad=cfg.crop_pad, min_side=cfg.min_crop, page_aspect=aspect),
-                )
-            else:
-                boxes = legible_crops(
-                    r.box, r.peak, call.page_pt, scale=cfg.legible_scale,
-                    max_long_px=cfg.crop_pixels, window_pt=cfg.crop_window_pt,
-                    pad=cfg.crop_pad, max_crops=MAX_WINDOWS_PER_REGION,
-                )  # fmt: skip
+            boxes = region_crops(
+                r.box, r.peak, cfg, call.page_pt, aspect, max_windows=MAX_WINDOWS_PER_REGION
+            )
             for b in boxes:
                 out.setdefault(b, r)  # drop exact duplicates, keep rank order
         cap = max(cfg.top_k, MAX_CROPS_PER_ROUND if cfg.legible_scale is not None else cfg.top_k)
@@ -361,25 +358,13 @@ class EntropyGradientGrounding:
     def _ground_one(self, call: _Call, q: Question) -> GroundedAnswer:
         t_all = time.perf_counter()
         if self.config.max_rounds == 0:
-            with torch.no_grad():
-                prep, embeds, timings = self._embed(call, [call.page], q.text)
-                t = time.perf_counter()
-                both = getattr(self.adapter, "generate_with_logits", None)
-                if both is not None:  # one prefill gives the entropy and starts the answer
-                    answer, logits = both(
-                        self.model, self.processor, prep, embeds, self.config.max_new_tokens
-                    )
-                    self.stats["generations"] += 1
-                else:
-                    logits = self.adapter.next_token_logits(self.model, prep, embeds)  # (1, V)
-                    answer = ""
-                self.stats["forwards"] += 1
-                h = check_finite(next_token_entropy(logits)[0], f"question {q.question_id!r}")
-                timings["forward_ms"] = _ms(t)  # includes the answer when one call did both
-            if both is None:
-                answer, timings["generate_ms"] = self._generate(_RoundData(prep, embeds, h, (), {}))
-            else:
-                answer, timings["generate_ms"] = answer.strip(), 0.0
+            data = self._forward(call, q, (), with_answer=True)
+            timings = data.timings_ms
+            h = data.entropy
+            if data.answer is None:
+                answer, timings["generate_ms"] = self._generate(data)
+            else:  # one prefill gave the entropy and the answer
+                answer, timings["generate_ms"] = data.answer, 0.0
             timings["total_ms"] = _ms(t_all)
             return GroundedAnswer(
                 q.question_id, q.text, answer, Status.OK, h, h, (), (), "plain", timings,

@@ -130,6 +130,30 @@ def legible_crops(
     return tuple(dict.fromkeys([first, *extra]))[: max(1, max_crops)]
 
 
+def region_crops(
+    region: Box,
+    peak: tuple[float, float] | None,
+    config: EgrConfig,
+    page_pt: tuple[float, float],
+    page_aspect: float,
+    *,
+    max_windows: int,
+) -> tuple[Box, ...]:
+    """The crops EGG cuts for one region under ``config``: legible windows
+    (:func:`legible_crops`) when ``legible_scale`` is set, else the paper's padded region
+    (:func:`crop_box`; ``page_aspect`` = page width / height)."""
+    if config.legible_scale is None:
+        return (
+            crop_box(
+                region, pad=config.crop_pad, min_side=config.min_crop, page_aspect=page_aspect
+            ),
+        )
+    return legible_crops(
+        region, peak, page_pt, scale=config.legible_scale, max_long_px=config.crop_pixels,
+        window_pt=config.crop_window_pt, pad=config.crop_pad, max_crops=max_windows,
+    )  # fmt: skip
+
+
 def target_size(box: Box, page_size: tuple[int, int], long_side_px: int) -> tuple[int, int]:
     """(width, height) in pixels of a crop of ``box`` whose long side is ``long_side_px``."""
     w = box.width * page_size[0]

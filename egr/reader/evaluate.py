@@ -30,8 +30,8 @@ import numpy as np
 from PIL import Image
 
 from egr_core.documents import open_pdf
-from egr_core.explain import EntropyGradientGrounding, frozen
-from egr_core.imaging import crop_long_side, legible_crops
+from egr_core.explain import MAX_WINDOWS_PER_REGION, EntropyGradientGrounding, frozen
+from egr_core.imaging import crop_long_side, region_crops
 from egr_core.synth import KINDS, SynthDocument, generate, generate_corpus
 from egr_core.types import Box, GroundedAnswer, Question
 
@@ -304,18 +304,14 @@ def answer_over(
     return str(text).strip()
 
 
-def windows(egg: EntropyGradientGrounding, region: Box, peak: tuple[float, float], item: Item):
+def windows(
+    egg: EntropyGradientGrounding, region: Box, peak: tuple[float, float], item: Item
+) -> tuple[Box, ...]:
     """EGG's crops for ``region`` on the item's page (its crop rule and knobs)."""
-    cfg = egg.config
-    if cfg.legible_scale is None:
-        from egr_core.imaging import crop_box
-
-        w, h = item.page_pt
-        return (crop_box(region, pad=cfg.crop_pad, min_side=cfg.min_crop, page_aspect=w / h),)
-    return legible_crops(
-        region, peak, item.page_pt, scale=cfg.legible_scale, max_long_px=cfg.crop_pixels,
-        window_pt=cfg.crop_window_pt, pad=cfg.crop_pad, max_crops=3,
-    )  # fmt: skip
+    w, h = item.page_pt
+    return region_crops(
+        region, peak, egg.config, item.page_pt, w / h, max_windows=MAX_WINDOWS_PER_REGION
+    )
 
 
 def read_windows(
