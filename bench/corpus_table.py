@@ -20,8 +20,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tasks.io.sandbox import DocumentResult, RenderJob, run_jobs
-from tasks.io.sources import list_pdfs
+from egr_pipeline.sandbox import DocumentResult, RenderJob, run_jobs
+from egr_pipeline.sources import list_pdfs
 
 DEFAULT = Path(__file__).resolve().parents[1].parent / "shared" / "corpus" / "pdfs"
 

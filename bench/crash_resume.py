@@ -7,7 +7,7 @@ the kill takes the whole process group, server included), a tiny model and a syn
 
 1. a full run on a fresh output (T_full);
 2. a no-op re-run of it: the fixed cost of a run (start-up, planning, T_fixed);
-3. a run on a second fresh output killed with SIGKILL at ``--kill-at`` (see tasks/io/faults.py);
+3. a run on a second fresh output killed with SIGKILL at ``--kill-at`` (see egr_pipeline/faults.py);
 4. the re-run on that output (T_rerun), which must skip the committed work.
 
 Prints the share of items the killed run committed, T_rerun, the expected time
@@ -51,7 +51,7 @@ def main() -> None:
     ap.add_argument("--kill-at", default="answer:8")
     a = ap.parse_args()
     from egr.tiny import build_tiny
-    from tasks.io.store import Store
+    from egr_pipeline.store import Store
 
     work = Path(tempfile.mkdtemp(prefix="egr-crash-bench-"))
     os.environ.setdefault("EGR_SLOT_DIR", str(work / "slots"))

@@ -24,11 +24,11 @@ os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 
 def plain_loop(params, run_id: str) -> int:
     """The flow's data path without Prefect; returns pages processed."""
-    from tasks.io import answering as A
-    from tasks.io.models import load_model
-    from tasks.io.plan import plan_run
-    from tasks.io.rasterize import open_view, rasterize
-    from tasks.io.store import Store
+    from egr_pipeline import answering as A
+    from egr_pipeline.models import load_model
+    from egr_pipeline.plan import plan_run
+    from egr_pipeline.rasterize import open_view, rasterize
+    from egr_pipeline.store import Store
 
     run = plan_run(params.source, params.questions, params.model, params.out, None,
                    params.overrides(), run_id=run_id)  # fmt: skip
@@ -63,11 +63,11 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(1)
+    from egr import synth
     from egr.tiny import build_tiny
-    from egr_core import synth
+    from egr_pipeline.models import load_model
     from flows.corpus_qa import run_corpus_qa
     from flows.params import RunParams
-    from tasks.io.models import load_model
 
     tmp = Path(tempfile.mkdtemp(prefix="egr-bench-"))
     model = str(build_tiny("qwen2_5_vl", tmp / "model"))

@@ -6,7 +6,7 @@ Usage::
     .venv/bin/python bench/quality.py --seed 5150 --docs 40 --json out.json
     .venv/bin/python bench/quality.py --model runs/r2/model --knob max_rounds=2
 
-Held-out documents: ``egr_core.synth.generate_corpus(--docs, --seed)`` with jittered layouts
+Held-out documents: ``egr.synth.generate_corpus(--docs, --seed)`` with jittered layouts
 (checked disjoint from the reader's training seeds). Knobs are tuned on the development seed
 31337 only; report other seeds. Every question of each document's kind is asked the way the
 pipeline asks it: on a multi-page document the page is chosen by first-answer-token entropy

@@ -25,7 +25,7 @@ from starlette.testclient import TestClient  # noqa: E402
 
 from egr.review.app import create_app  # noqa: E402
 from egr.review.data import ReviewData  # noqa: E402
-from tasks.io.store import Store  # noqa: E402
+from egr_pipeline.store import Store  # noqa: E402
 
 PAGES = {
     "first page": {},

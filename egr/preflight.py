@@ -15,7 +15,7 @@ def check_model(model: str) -> str:
         UnsupportedModelError: no adapter for the checkpoint's ``model_type`` (lists the known).
     """
     from egr_core.adapters import get_adapter
-    from tasks.io.models import model_type_of
+    from egr_pipeline.models import model_type_of
 
     model_type = model_type_of(model)
     get_adapter(model_type)

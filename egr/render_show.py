@@ -21,7 +21,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from egr_core.types import Box
-from tasks.io.store import Store, StoreError
+from egr_pipeline.store import Store, StoreError
 
 log = logging.getLogger(__name__)
 
@@ -183,7 +183,7 @@ def load_show_data(
     """Everything the picture needs, from the views over a store.
 
     Args:
-        con: a connection from :func:`tasks.io.duck.connect`.
+        con: a connection from :func:`egr_pipeline.duck.connect`.
         doc: doc_id, doc_id prefix, uri or file name.
         question_id: the question's id.
         run_id: show this run's answer instead of the latest one.
@@ -386,7 +386,7 @@ def _with_pdf(
     """``(fn(open document).convert("RGB"), None)``, or ``(None, reason)`` when that fails."""
     from egr_core.documents import open_pdf
     from egr_core.errors import EgrError
-    from tasks.io.sources import is_url, read_source
+    from egr_pipeline.sources import is_url, read_source
 
     if data.page is None:
         return None, f"the item has no page (status {data.status})"

@@ -12,7 +12,7 @@ MuPDF's own page transform (``pdf_page_transform``), so it agrees with what is r
 Safety. Every render checks its pixel count against :class:`DocLimits` *before* allocating: PIL's
 decompression-bomb guard only looks at decoded image files and does not see a pixmap handed to
 ``Image.frombytes``. Untrusted files should still be rendered in a separate process with a memory
-limit and a timeout (``tasks/io/sandbox.py``); this module itself never forks.
+limit and a timeout (``egr_pipeline/sandbox.py``); this module itself never forks.
 
 A :class:`PdfDocument` wraps one MuPDF document and is not thread-safe; use one per thread.
 """
@@ -224,7 +224,7 @@ def _read_source(
     if isinstance(source, str) and "://" in source:
         raise ValueError(
             f"{source}: open_pdf takes a local path or bytes; read URLs with "
-            "tasks.io.sources.read_source() and pass the bytes"
+            "egr_pipeline.sources.read_source() and pass the bytes"
         )
     path = Path(source)
     label = name or str(path)
@@ -247,7 +247,7 @@ def open_pdf(
     """Open a PDF from a local path or its bytes.
 
     Args:
-        source: Path, or the file's bytes (for fsspec/s3 URLs use ``tasks.io.sources``).
+        source: Path, or the file's bytes (for fsspec/s3 URLs use ``egr_pipeline.sources``).
         name: Label used in errors and as :attr:`PdfDocument.name` (default: the path).
         password: User or owner password for encrypted files (tried as given, then SASLprep'd).
         limits: Size limits, checked before parsing and before any render.

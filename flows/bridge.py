@@ -17,7 +17,13 @@ from typing import Any
 from prefect.events import emit_event
 from prefect.events.worker import EventsWorker
 
-from tasks.io.watch import ObjectCreated, PrefixPoller, parse_s3_notification, split_s3_url, wanted
+from egr_pipeline.watch import (
+    ObjectCreated,
+    PrefixPoller,
+    parse_s3_notification,
+    split_s3_url,
+    wanted,
+)
 
 logger = logging.getLogger(__name__)
 

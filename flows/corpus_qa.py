@@ -10,16 +10,16 @@ import time
 
 from prefect import flow, get_run_logger, unmapped
 
-from flows import progress
+from egr_pipeline import stopping
+from egr_pipeline.liveness import RunLease, mark_dead_runs
+from egr_pipeline.plan import RunPlan
+from egr_pipeline.rasterize import failed
+from egr_pipeline.slots import RunCancelled, SlotTimeout
+from egr_pipeline.summary import DocOutcome, FailureRateExceeded, RunSummary, crashed
 from flows.params import RunParams
 from flows.runners import task_runner
+from tasks import progress
 from tasks.answer import answer_document
-from tasks.io import stopping
-from tasks.io.liveness import RunLease, mark_dead_runs
-from tasks.io.plan import RunPlan
-from tasks.io.rasterize import failed
-from tasks.io.slots import RunCancelled, SlotTimeout
-from tasks.io.summary import DocOutcome, FailureRateExceeded, RunSummary, crashed
 from tasks.persist import begin_run, finish_run, store_for
 from tasks.plan import plan_corpus
 from tasks.rasterize import rasterize_document

@@ -4,7 +4,7 @@ The ``on-upload`` deployment's trigger (``prefect.yaml``) fires on an ``egr.obje
 (emitted by ``egr watch``) and passes the object's key and bucket from the event payload.
 ``params.source`` is the configured ``s3://bucket/prefix``. An event is data, not a command: its
 key must name a ``.pdf`` object under that prefix (no scheme, no ``..``, no other bucket), see
-:func:`tasks.io.watch.upload_source`; anything else is rejected with the reason in the run's log
+:func:`egr_pipeline.watch.upload_source`; anything else is rejected with the reason in the run's log
 and nothing is read. Done work is skipped as in any corpus-qa run, so a repeated event for the
 same bytes adds nothing.
 """
@@ -13,10 +13,10 @@ from __future__ import annotations
 
 from prefect import flow, get_run_logger
 
+from egr_pipeline.summary import RunSummary
+from egr_pipeline.watch import RejectedUpload, upload_source
 from flows.corpus_qa import corpus_qa
 from flows.params import RunParams
-from tasks.io.summary import RunSummary
-from tasks.io.watch import RejectedUpload, upload_source
 
 
 @flow(name="on-upload", log_prints=False)

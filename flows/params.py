@@ -12,23 +12,14 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from egr_core.config import EgrConfig, StopRule
-from tasks.io.budget import DEFAULT_RETRY_BUDGET
-from tasks.io.rasterize import RenderSpec
-from tasks.io.work import WorkSpec
-
-
-def default_model() -> str:
-    """The model used when none is given: the reference reader shipped inside the package (a
-    demonstration model for synthetic business documents; pass a hub id such as
-    ``Qwen/Qwen2.5-VL-7B-Instruct`` for real documents)."""
-    from egr.reader import default_model_path
-
-    return default_model_path()
-
+from egr_pipeline.budget import DEFAULT_RETRY_BUDGET
+from egr_pipeline.models import default_model
+from egr_pipeline.rasterize import RenderSpec
+from egr_pipeline.work import WorkSpec
 
 #: Pages processed per document unless ``max_pages`` says otherwise; longer documents are cut.
 DEFAULT_MAX_PAGES = 50
-#: Name of the model-work slots (one per GPU of a machine; see tasks/io/slots.py).
+#: Name of the model-work slots (one per GPU of a machine; see egr_pipeline/slots.py).
 GPU_LIMIT = "egr-gpu"
 
 
@@ -51,7 +42,8 @@ class RunParams(BaseModel):
         max_pages: documents longer than this are processed on their first pages, and marked.
         max_failure_rate: the run fails when failed items / all items exceeds this.
         gpu_slots: model-work slots of this machine (its GPUs); every run on the machine shares
-            them (tasks/io/slots.py: a slot is released whenever its process ends, even kill -9).
+            them (egr_pipeline/slots.py: a slot is released whenever its process ends, even
+            kill -9).
         slot_timeout_s: a document that waited this long for a model slot fails the run with a
             message naming the holder (never a silent hang).
         slot_dir: the slot files' folder (default ``$EGR_SLOT_DIR`` or ``<tmp>/egr-slots-<uid>``).

@@ -1,6 +1,6 @@
 """Task runner selection: threads in this process (default) or a Dask cluster (prefect-dask).
 
-With Dask, each worker process keeps its own model loaded (``tasks.io.models.load_model`` is
+With Dask, each worker process keeps its own model loaded (``egr_pipeline.models.load_model`` is
 cached per process), so a worker pays the load once however many documents it answers, and its
 own pool of sandboxed render workers. Those are child processes, which a daemonic process may not
 start: Dask workers must run with ``distributed.worker.daemon: False`` (set here for a local

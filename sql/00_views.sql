@@ -21,7 +21,7 @@ CREATE OR REPLACE VIEW commits AS
 SELECT *
 FROM read_parquet('${root}/_commits/*/*.parquet', hive_partitioning = true);
 
--- The (group_id, work_key) pairs readers see; the same rule as tasks/io/visible.py.
+-- The (group_id, work_key) pairs readers see; the same rule as egr_pipeline/visible.py.
 CREATE OR REPLACE VIEW visible AS
 WITH c AS (
     SELECT

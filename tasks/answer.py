@@ -1,4 +1,5 @@
-"""Ground-and-answer task: model work inside a model slot, committed in batches (tasks.io.work)."""
+"""Ground-and-answer task: model work inside a model slot, committed in batches
+(egr_pipeline.work)."""
 
 from __future__ import annotations
 
@@ -7,13 +8,13 @@ from typing import Any
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from flows import progress
-from tasks.io import stopping
-from tasks.io.rasterize import RasterizedDoc
-from tasks.io.records import RunContext
-from tasks.io.summary import DocOutcome
-from tasks.io.work import WorkSpec
-from tasks.io.work import answer_document as _answer
+from egr_pipeline import stopping
+from egr_pipeline.rasterize import RasterizedDoc
+from egr_pipeline.records import RunContext
+from egr_pipeline.summary import DocOutcome
+from egr_pipeline.work import WorkSpec
+from egr_pipeline.work import answer_document as _answer
+from tasks import progress
 from tasks.persist import store_for
 
 

@@ -7,9 +7,9 @@ from typing import Any
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from tasks.io.plan import filesystem
-from tasks.io.records import RunContext
-from tasks.io.store import Store
+from egr_pipeline.plan import filesystem
+from egr_pipeline.records import RunContext
+from egr_pipeline.store import Store
 
 
 def store_for(out: str, storage_options: dict[str, Any]) -> Store:

@@ -8,7 +8,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from egr_core.config import EgrConfig
-from tasks.io.plan import RunPlan, plan_run
+from egr_pipeline.plan import RunPlan, plan_run
 
 
 @task(name="plan", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2)

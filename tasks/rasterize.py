@@ -10,9 +10,9 @@ from prefect.cache_policies import NO_CACHE
 from prefect.client.schemas.objects import TaskRun
 from prefect.states import State
 
-from tasks.io import faults, stopping
-from tasks.io.plan import DocItem
-from tasks.io.rasterize import (
+from egr_pipeline import faults, stopping
+from egr_pipeline.plan import DocItem
+from egr_pipeline.rasterize import (
     RasterizedDoc,
     RenderSpec,
     failed,
@@ -20,7 +20,7 @@ from tasks.io.rasterize import (
     rasterize,
     render_pool,
 )
-from tasks.io.slots import RunCancelled
+from egr_pipeline.slots import RunCancelled
 
 
 def _transient(task: Task[..., Any], task_run: TaskRun, state: State[Any]) -> bool:

@@ -6,7 +6,7 @@ from prefect import task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
-from tasks.io.summary import RunSummary
+from egr_pipeline.summary import RunSummary
 
 
 @task(name="summarise", cache_policy=NO_CACHE)

@@ -1,7 +1,7 @@
 """Fixture outputs for the store, SQL and CLI tests, built through the real writer.
 
 Everything is made here from hand-built :class:`GroundedAnswer` objects and small synthetic PDFs
-(PyMuPDF), then written with :class:`tasks.io.store.Store`. No expected result is hard-coded in
+(PyMuPDF), then written with :class:`egr_pipeline.store.Store`. No expected result is hard-coded in
 the Parquet: the tests compute what they expect from :class:`Fixture`'s inputs.
 """
 
@@ -26,8 +26,8 @@ from egr_core.types import (
     Status,
     ZoomRound,
 )
-from tasks.io import records
-from tasks.io.store import Store
+from egr_pipeline import records
+from egr_pipeline.store import Store
 
 PAGE_W, PAGE_H = 612.0, 792.0  # US Letter, points
 

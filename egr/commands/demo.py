@@ -88,11 +88,11 @@ def command(
     from egr.scoring import load_ground_truth, score
     from egr.storage import check_out_writable
     from egr_core.errors import EgrError
+    from egr_pipeline.store import Store
+    from egr_pipeline.summary import FailureRateExceeded
     from flows.corpus_qa import run_corpus_qa
     from flows.ephemeral import start_ephemeral_server
     from flows.params import RunParams
-    from tasks.io.store import Store
-    from tasks.io.summary import FailureRateExceeded
 
     existed = check_out_writable(str(out), {})  # --out a file or read-only: one line, exit 3
     console = Console()

@@ -104,7 +104,7 @@ def open_store(out: str, storage: dict[str, Any]) -> Any:
         UsageError: the root does not exist; StorageError: its object store cannot be reached.
     """
     from egr.storage import check_readable_root
-    from tasks.io.store import Store
+    from egr_pipeline.store import Store
 
     check_readable_root(out, storage)
     return Store(out, storage_options=storage)
@@ -138,7 +138,7 @@ def command(
     """Query the answers, evidence and runs tables of an output root with SQL."""
     from egr.errors import UsageError
     from egr.storage import storage_options
-    from tasks.io.duck import run_query
+    from egr_pipeline.duck import run_query
 
     if fmt not in FORMATS:
         raise UsageError(f"--format {fmt!r}: expected one of {', '.join(FORMATS)}")

@@ -59,7 +59,7 @@ def command(
     from egr import __version__
     from egr.review.app import create_app
     from egr.review.data import ReviewData
-    from tasks.io.store import Store, StoreError
+    from egr_pipeline.store import Store, StoreError
 
     if not _is_loopback(host) and not allow_remote:
         raise fail(f"--host {host} is not a loopback address; add --allow-remote to bind it", 2)

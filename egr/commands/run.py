@@ -206,7 +206,8 @@ def command(
 ) -> None:
     """Answer every question about every PDF of SOURCE, with evidence, into Parquet tables."""
     prefect_defaults(verbose)
-    from flows.params import DEFAULT_MAX_PAGES, RunParams, default_model
+    from egr_pipeline.models import default_model
+    from flows.params import DEFAULT_MAX_PAGES, RunParams
 
     storage = storage_options(endpoint_url, profile)
     model = model or default_model()
@@ -264,10 +265,10 @@ def _run(
     workers: int | None,
     verbose: bool = False,
 ) -> None:
+    from egr_pipeline.slots import RunCancelled, SlotTimeout
+    from egr_pipeline.summary import FailureRateExceeded
     from flows.corpus_qa import run_corpus_qa
     from flows.ephemeral import start_ephemeral_server
-    from tasks.io.slots import RunCancelled, SlotTimeout
-    from tasks.io.summary import FailureRateExceeded
 
     if not (debug_enabled() or verbose):
         quiet_expected_errors()  # egr prints its own line for those

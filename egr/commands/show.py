@@ -41,7 +41,7 @@ def command(
     from egr.errors import OutputError
     from egr.render_show import load_show_data, page_image, render_show
     from egr.storage import storage_options
-    from tasks.io.duck import connect
+    from egr_pipeline.duck import connect
 
     store = open_store(out, storage_options(endpoint_url, profile))
     con = connect(store)  # StoreError (empty root, corrupt part): one line, exit 2

@@ -31,7 +31,7 @@ def _write_atomic(path: Path, data: bytes) -> None:
 
 
 def _parse_kinds(values: list[str] | None) -> tuple[str, ...]:
-    from egr_core.synth import KINDS
+    from egr.synth import KINDS
 
     if not values:
         return KINDS
@@ -100,8 +100,8 @@ def write_corpus(
         typer.BadParameter: ``out`` is not a folder, holds foreign PDFs, or holds an earlier
             synth run and ``force`` is off.
     """
+    from egr.synth import generate_corpus, question_set
     from egr_core.questions import dump_questions
-    from egr_core.synth import generate_corpus, question_set
 
     stale = _check_out(out, force)
     out.mkdir(parents=True, exist_ok=True)
@@ -150,7 +150,7 @@ def command(
     from rich.console import Console
     from rich.table import Table
 
-    from egr_core.synth import QUESTIONS as BY_KIND
+    from egr.synth import QUESTIONS as BY_KIND
 
     console = Console()
     chosen = _parse_kinds(kinds)

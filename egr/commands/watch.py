@@ -31,7 +31,7 @@ def command(
     prefect_defaults(verbose=True)
     from egr.errors import UsageError
     from egr.storage import remote_exists, storage_options
-    from tasks.io.watch import split_s3_url
+    from egr_pipeline.watch import split_s3_url
 
     storage = storage_options(endpoint_url, profile)
     try:

@@ -1,4 +1,4 @@
-"""Training and evaluation examples for the reference reader, drawn from :mod:`egr_core.synth`.
+"""Training and evaluation examples for the reference reader, drawn from :mod:`egr.synth`.
 
 An :class:`Example` is what the reader sees in one chat turn: images (the page view first, then
 crops, or one crop alone), a prompt and the target text. Four tasks:
@@ -18,7 +18,7 @@ it, the token of each answer character (:func:`char_cells`), for the training-on
 
 Everything is a pure function of the seeds: document ``i`` of a stream is
 ``generate(kind, train_doc_seed(seed, i))``, and training seeds live in their own hash namespace,
-so they never coincide with corpus seeds (``egr_core.synth.doc_seed``) used for evaluation.
+so they never coincide with corpus seeds (``egr.synth.doc_seed``) used for evaluation.
 """
 
 from __future__ import annotations
@@ -33,8 +33,8 @@ from typing import Any
 import pymupdf
 from PIL import Image
 
+from egr.synth import KINDS, SynthDocument, SynthField, TextSpan, generate
 from egr_core.imaging import legible_crops
-from egr_core.synth import KINDS, SynthDocument, SynthField, TextSpan, generate
 from egr_core.types import Box
 
 from .model import MAX_TOKENS_PER_IMAGE, TOKEN_PX

@@ -1,6 +1,6 @@
 """Evaluation helpers for the reader and for EGG: held-out items, strategies, scoring, intervals.
 
-Held-out documents come from :func:`egr_core.synth.generate_corpus` (corpus seeds,
+Held-out documents come from :func:`egr.synth.generate_corpus` (corpus seeds,
 ``doc_seed(seed, i)``), a hash namespace disjoint from the training stream
 (:func:`egr.reader.data.train_doc_seed`); :func:`check_disjoint` verifies it on the actual sets.
 
@@ -29,10 +29,10 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from egr.synth import KINDS, SynthDocument, generate, generate_corpus
 from egr_core.documents import open_pdf
 from egr_core.explain import MAX_WINDOWS_PER_REGION, EntropyGradientGrounding, frozen
 from egr_core.imaging import crop_long_side, region_crops
-from egr_core.synth import KINDS, SynthDocument, generate, generate_corpus
 from egr_core.types import Box, GroundedAnswer, Question
 
 #: Page rendering of the pipeline (the processor then downsizes to the reader's budget).
@@ -190,7 +190,8 @@ class PageChoice:
 
 def choose_page(egg: EntropyGradientGrounding, pages: PageCache, item: Item) -> PageChoice:
     """The page the pipeline grounds: the lowest first-answer-token entropy (as
-    ``tasks.io.answering.rank_pages`` with one top page); the only page of a one-page document."""
+    ``egr_pipeline.answering.rank_pages`` with one top page); the only page of a one-page
+    document."""
     n = item.doc.n_pages
     if n == 1:
         return PageChoice(0, None, 0.0)

@@ -40,7 +40,7 @@ from egr.render_show import (
 )
 from egr.review.data import VERDICT_FILTERS, Filters, ReviewData
 from egr_core.types import Box
-from tasks.io.reviews import RUN_ID_RE, WORK_KEY_RE, ReviewError
+from egr_pipeline.reviews import RUN_ID_RE, WORK_KEY_RE, ReviewError
 
 log = logging.getLogger(__name__)
 HERE = Path(__file__).resolve().parent

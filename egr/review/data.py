@@ -19,9 +19,9 @@ from typing import Any
 import duckdb
 
 from egr.review import truth
-from tasks.io.duck import connect, resolve_sql, set_variables
-from tasks.io.reviews import RUN_ID_RE, VERDICTS, Verdict, write_review
-from tasks.io.store import Store, StoreError
+from egr_pipeline.duck import connect, resolve_sql, set_variables
+from egr_pipeline.reviews import RUN_ID_RE, VERDICTS, Verdict, write_review
+from egr_pipeline.store import Store, StoreError
 
 log = logging.getLogger(__name__)
 
@@ -367,7 +367,7 @@ class ReviewData:
         """Write a verdict on an answer to the reviews table; None when no such answer.
 
         Raises:
-            tasks.io.reviews.ReviewError: a bad verdict (unknown, missing corrected text, ...).
+            egr_pipeline.reviews.ReviewError: a bad verdict (unknown, missing corrected text, ...).
         """
         row = self.answer_row(run_id, work_key)
         if row is None:

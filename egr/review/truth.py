@@ -14,7 +14,7 @@ from typing import Any
 import duckdb
 import fsspec
 
-from tasks.io.store import Store, StoreError
+from egr_pipeline.store import Store, StoreError
 
 log = logging.getLogger(__name__)
 GROUND_TRUTH_FILE = "ground_truth.jsonl"

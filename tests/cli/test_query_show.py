@@ -16,8 +16,8 @@ from typer.testing import CliRunner
 from egr.cli import app
 from egr.render_show import BOX_COLORS, box_color, load_show_data, page_image, render_show
 from egr_core.types import Box
-from tasks.io import duck, records
-from tasks.io.store import Store
+from egr_pipeline import duck, records
+from egr_pipeline.store import Store
 
 runner = CliRunner()
 

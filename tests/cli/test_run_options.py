@@ -87,7 +87,7 @@ def test_an_unreachable_store_ends_in_one_line_and_debug_shows_the_traceback(
 def test_a_slot_timeout_and_a_stop_end_in_one_line_with_their_exit_codes(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from tasks.io.slots import RunCancelled, SlotTimeout
+    from egr_pipeline.slots import RunCancelled, SlotTimeout
 
     result = _failing_run(tmp_path, monkeypatch, SlotTimeout("run R: gave up after waiting 3 s"))
     assert result.exit_code == 1

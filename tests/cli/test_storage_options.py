@@ -82,7 +82,7 @@ def test_next_hints_carry_the_run_storage_options() -> None:
     from rich.console import Console
 
     from egr.commands.run import print_summary
-    from tasks.io.summary import DocOutcome, RunSummary
+    from egr_pipeline.summary import DocOutcome, RunSummary
 
     docs = (DocOutcome("s3://in/a.pdf", "ok", 1, {"ok": 2}),)
     summary = RunSummary("20260101T000000Z-abcdef", "s3://bucket/out", "m", "c", 1, 0, docs, 1.0)
@@ -130,7 +130,7 @@ def test_the_summary_table_is_readable_at_80_columns() -> None:
     from rich.console import Console
 
     from egr.commands.run import print_summary
-    from tasks.io.summary import DocOutcome, RunSummary
+    from egr_pipeline.summary import DocOutcome, RunSummary
 
     names = ["scanner-output-2026-01-01-department-of-claims-batch-0042.pdf", "a.pdf"]
     docs = (

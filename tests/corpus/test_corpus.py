@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tasks.io.sandbox import DocumentResult, RenderJob, run_jobs
+from egr_pipeline.sandbox import DocumentResult, RenderJob, run_jobs
 
 pytestmark = pytest.mark.corpus
 

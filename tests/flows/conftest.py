@@ -38,7 +38,7 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 def write_corpus(folder: Path, kinds: tuple[str, ...], *, corrupt: bool = False, seed: int = 7):
     """Synthetic PDFs of ``kinds`` (one each) in ``folder``, plus an optional corrupt PDF."""
-    from egr_core import synth
+    from egr import synth
 
     folder.mkdir(parents=True, exist_ok=True)
     for name, doc in synth.generate_corpus(len(kinds), seed=seed, kinds=kinds):
@@ -50,7 +50,7 @@ def write_corpus(folder: Path, kinds: tuple[str, ...], *, corrupt: bool = False,
 
 def write_questions(path: Path, n: int = 2) -> Path:
     """The first ``n`` invoice questions of the synthetic generator as a JSON questions file."""
-    from egr_core import synth
+    from egr import synth
 
     qs = synth.question_set(("invoice",))[:n]
     path.write_text(json.dumps([{"id": q.question_id, "text": q.text} for q in qs]))

@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 from pdf_bombs import hang_pdf
 
+from egr_pipeline import models
+from egr_pipeline.rasterize import render_pool
+from egr_pipeline.store import Store
+from egr_pipeline.summary import FailureRateExceeded
 from flows.corpus_qa import run_corpus_qa
 from flows.params import RunParams
-from tasks.io import models
-from tasks.io.rasterize import render_pool
-from tasks.io.store import Store
-from tasks.io.summary import FailureRateExceeded
 
 
 @pytest.fixture(scope="module")

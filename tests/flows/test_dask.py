@@ -14,10 +14,10 @@ def test_dask_two_workers_each_load_the_model_once(
 ) -> None:
     import dask
 
+    from egr_pipeline.models import load_count
+    from egr_pipeline.store import Store
     from flows.corpus_qa import run_corpus_qa
     from flows.params import RunParams
-    from tasks.io.models import load_count
-    from tasks.io.store import Store
 
     write_corpus, write_questions = corpus_tools
     docs = write_corpus(tmp_path / "docs", ("invoice", "form", "table", "invoice"))

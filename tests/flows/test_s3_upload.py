@@ -73,10 +73,10 @@ def test_upload_events_run_flows_duplicates_and_same_bytes_add_nothing(
 
     from prefect.runner import Runner
 
+    from egr_pipeline.store import Store
+    from egr_pipeline.watch import PrefixPoller
     from flows.bridge import poll_once, sqs_once
     from flows.serving import build_deployments, load_spec
-    from tasks.io.store import Store
-    from tasks.io.watch import PrefixPoller
 
     url, s3c, sqs, queue_url = s3
     write_corpus, write_questions = corpus_tools

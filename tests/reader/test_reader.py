@@ -24,7 +24,7 @@ from egr.reader.evaluate import (
 )
 from egr.reader.model import build_processor
 from egr.reader.train import collate
-from egr_core.synth import doc_seed
+from egr.synth import doc_seed
 from egr_core.types import Box
 
 #: Held-out corpus of the regression test (a corpus seed: never a training seed).

@@ -13,7 +13,7 @@ from review_fixtures import CHROMEDRIVER, CHROMIUM, CHROMIUM_FLAGS, ReviewFx
 from store_fixtures import build
 
 from egr.review.data import ReviewData
-from tasks.io.store import Store
+from egr_pipeline.store import Store
 
 
 @pytest.fixture(scope="session")

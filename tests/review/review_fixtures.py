@@ -43,8 +43,8 @@ class ReviewFx:
 
 def query(root: str, sql: str, **variables: str) -> list[dict]:
     """Rows (as dicts) of inline SQL or a sql/ file over the views of ``root``."""
-    from tasks.io import duck
-    from tasks.io.store import Store
+    from egr_pipeline import duck
+    from egr_pipeline.store import Store
 
     res = duck.run_query(Store(root), sql, variables)
     return [dict(zip(res.columns, r, strict=True)) for r in res.rows]
@@ -83,8 +83,8 @@ def build_many(root: str, n: int, *, n_docs: int = 2000, seed: int = 0) -> list[
     """
     import numpy as np
 
-    from tasks.io import records
-    from tasks.io.store import Store
+    from egr_pipeline import records
+    from egr_pipeline.store import Store
 
     rng = np.random.default_rng(seed)
     ctx = records.RunContext("20260301T020000Z-many00", "tiny/qwen", "cfgM", "test")

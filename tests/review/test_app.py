@@ -18,8 +18,8 @@ from starlette.testclient import TestClient
 from egr.render_show import box_color, draw_page, load_answer_data, page_image
 from egr.review.app import PAGE_HEIGHT, create_app
 from egr.review.data import ReviewData
-from tasks.io import duck
-from tasks.io.store import Store
+from egr_pipeline import duck
+from egr_pipeline.store import Store
 
 
 @pytest.fixture

@@ -11,8 +11,8 @@ import pytest
 from review_fixtures import ReviewFx, query, serve
 
 from egr.review.data import ReviewData
-from tasks.io import duck
-from tasks.io.store import Store
+from egr_pipeline import duck
+from egr_pipeline.store import Store
 
 pytest.importorskip("selenium")
 from selenium.webdriver.common.action_chains import ActionChains

@@ -10,9 +10,9 @@ from review_fixtures import ReviewFx, query
 from typer.testing import CliRunner
 
 from egr.cli import app
-from tasks.io import duck, schemas
-from tasks.io.reviews import ReviewError, Verdict, write_review
-from tasks.io.store import Store
+from egr_pipeline import duck, schemas
+from egr_pipeline.reviews import ReviewError, Verdict, write_review
+from egr_pipeline.store import Store
 
 runner = CliRunner()
 

@@ -16,8 +16,8 @@ from typer.testing import CliRunner
 from egr.cli import app
 from egr.review.app import create_app
 from egr.review.data import ReviewData
-from tasks.io import duck
-from tasks.io.store import Store
+from egr_pipeline import duck
+from egr_pipeline.store import Store
 
 pytest.importorskip("moto.server")
 from s3_fixtures import CREDS, make_fs, moto_s3

@@ -14,7 +14,7 @@ from starlette.testclient import TestClient
 
 from egr.review.app import create_app
 from egr.review.data import PAGE_SIZE, Filters, ReviewData
-from tasks.io.store import Store
+from egr_pipeline.store import Store
 
 N = 100_000
 

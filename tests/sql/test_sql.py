@@ -10,8 +10,8 @@ import pyarrow.parquet as pq
 import pytest
 from store_fixtures import BOXES, Fixture, build, text_under
 
-from tasks.io import duck
-from tasks.io.store import Store
+from egr_pipeline import duck
+from egr_pipeline.store import Store
 
 SQL_FILES = sorted(p.name for p in duck.SQL_DIR.glob("*.sql"))
 

@@ -13,10 +13,10 @@ from PIL import Image
 
 from egr_core.documents import PageGeometry
 from egr_core.types import Box, Question
-from tasks.io.answering import doc_info
-from tasks.io.plan import DocItem
-from tasks.io.rasterize import from_result, open_view, rasterize
-from tasks.io.sandbox import DocumentResult, PageResult, WorkerPool
+from egr_pipeline.answering import doc_info
+from egr_pipeline.plan import DocItem
+from egr_pipeline.rasterize import from_result, open_view, rasterize
+from egr_pipeline.sandbox import DocumentResult, PageResult, WorkerPool
 
 Q = (Question("q1", "What is the total?"),)
 

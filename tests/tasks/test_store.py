@@ -14,8 +14,8 @@ from PIL import Image
 from store_fixtures import PAGE_H, PAGE_W, QUESTIONS, Fixture, build, grounded
 
 from egr_core.types import Box, Status
-from tasks.io import records, schemas
-from tasks.io.store import CorruptPartError, Store, StoreError, done_keys, row_group_slices
+from egr_pipeline import records, schemas
+from egr_pipeline.store import CorruptPartError, Store, StoreError, done_keys, row_group_slices
 
 
 @pytest.fixture()

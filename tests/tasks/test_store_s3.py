@@ -13,8 +13,8 @@ from store_fixtures import PAGE_H, PAGE_W, Fixture, build, grounded, make_pdf
 from typer.testing import CliRunner
 
 from egr_core.types import Box
-from tasks.io import duck, records
-from tasks.io.store import CorruptPartError, Store, done_keys
+from egr_pipeline import duck, records
+from egr_pipeline.store import CorruptPartError, Store, done_keys
 
 moto_server = pytest.importorskip("moto.server")
 s3fs = pytest.importorskip("s3fs")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tasks.io.watch import RejectedUpload, upload_source
+from egr_pipeline.watch import RejectedUpload, upload_source
 
 CONF = "s3://egr-inbox/incoming"
 

@@ -11,10 +11,10 @@ import pytest
 from PIL import Image
 from store_fixtures import grounded
 
-from egr_core import synth
+from egr import synth
 from egr_core.documents import TEXT_TOLERANCE_PT, open_pdf
 from egr_core.types import Box
-from tasks.io import records
+from egr_pipeline import records
 
 
 @pytest.fixture(scope="module")

@@ -14,10 +14,10 @@ from datetime import UTC, datetime, timedelta
 import pyarrow as pa
 import pytest
 
-from tasks.io.budget import apply_budget
-from tasks.io.liveness import why_dead
-from tasks.io.slots import RunCancelled, SlotTimeout, holders, model_slot
-from tasks.io.visible import visible_pairs
+from egr_pipeline.budget import apply_budget
+from egr_pipeline.liveness import why_dead
+from egr_pipeline.slots import RunCancelled, SlotTimeout, holders, model_slot
+from egr_pipeline.visible import visible_pairs
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -36,7 +36,7 @@ def test_slot_is_exclusive_and_the_wait_names_the_holder_then_gives_up(tmp_path)
     assert [h["run_id"] for h in holders("gpu", 1, str(tmp_path))] == ["run-a"]
     # Another process (a run elsewhere on the machine) waits, is told who holds it, gives up.
     code = (
-        "import sys\nfrom tasks.io.slots import model_slot, SlotTimeout\n"
+        "import sys\nfrom egr_pipeline.slots import model_slot, SlotTimeout\n"
         "try:\n    with model_slot('gpu', 1, run_id='run-b', timeout_s=0.5, directory=sys.argv[1],"
         " say=print):\n        print('got it')\nexcept SlotTimeout as e:\n    print('timeout', e)\n"
     )
@@ -51,7 +51,7 @@ def test_slot_is_exclusive_and_the_wait_names_the_holder_then_gives_up(tmp_path)
 
 def test_a_slot_of_a_process_killed_9_is_free_at_once(tmp_path):
     code = (
-        "import sys, time\nfrom tasks.io.slots import model_slot\n"
+        "import sys, time\nfrom egr_pipeline.slots import model_slot\n"
         "with model_slot('gpu', 1, run_id='doomed', timeout_s=1, directory=sys.argv[1]):\n"
         "    print('held', flush=True); time.sleep(600)\n"
     )

@@ -131,7 +131,7 @@ def test_missing_file_names_the_path(tmp_path) -> None:
 
 
 def test_synth_question_set_is_a_valid_questions_file() -> None:
-    from egr_core.synth import question_set
+    from egr.synth import question_set
 
     qs = question_set()
     assert parse_questions(dump_questions(qs)) == qs

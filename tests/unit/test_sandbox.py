@@ -1,4 +1,4 @@
-"""tasks.io.sources and tasks.io.sandbox on synthetic documents (spawned workers, no corpus)."""
+"""egr_pipeline.sources and egr_pipeline.sandbox on synthetic documents (spawned workers)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import pytest
 
 from egr_core.documents import open_pdf
 from egr_core.errors import EncryptedDocumentError, TooLargeError, UnreadableSourceError
-from tasks.io.sandbox import RenderJob, run_job, run_jobs
-from tasks.io.sources import list_pdfs, read_source, source_name
+from egr_pipeline.sandbox import RenderJob, run_job, run_jobs
+from egr_pipeline.sources import list_pdfs, read_source, source_name
 
 
 def small_pdf(n_pages: int = 2, text: str = "hello sandbox") -> bytes:

@@ -12,9 +12,9 @@ from collections import Counter
 
 import pytest
 
-from egr_core import synth
+from egr import synth
+from egr.synth import KINDS, QUESTIONS, VALUE_ALPHABET, generate, generate_corpus
 from egr_core.documents import open_pdf
-from egr_core.synth import KINDS, QUESTIONS, VALUE_ALPHABET, generate, generate_corpus
 
 N_CORPUS = 120  # 30 documents of each kind
 
@@ -40,7 +40,7 @@ def test_same_kind_and_seed_give_identical_bytes(kind: str) -> None:
 
 def test_bytes_are_identical_in_a_fresh_process() -> None:
     code = (
-        "from egr_core.synth import generate_corpus\n"
+        "from egr.synth import generate_corpus\n"
         "for name, d in generate_corpus(4, seed=5):\n"
         "    print(name, d.doc_id)\n"
     )

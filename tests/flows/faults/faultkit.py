@@ -21,7 +21,7 @@ EGR = str(Path(sys.executable).with_name("egr"))
 
 def corpus(folder: Path, n_questions: int = 4) -> tuple[Path, Path]:
     """Three one-page synthetic documents and ``n_questions`` questions about them."""
-    from egr_core import synth
+    from egr import synth
 
     docs = folder / "docs"
     docs.mkdir(parents=True, exist_ok=True)
@@ -76,7 +76,7 @@ def wait_for(cond, timeout: float = 120, every: float = 0.05) -> float:
 
 def one_row_per_pair(store, n_pairs: int) -> None:
     """Every (document, question) pair has exactly one visible answers row, in Python and SQL."""
-    from tasks.io.duck import connect
+    from egr_pipeline.duck import connect
 
     rows = store.read("answers").to_pylist()
     pairs = Counter((r["doc_id"], r["question_id"]) for r in rows)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from faultkit import finish, one_row_per_pair, start
 
-from tasks.io.store import Store
+from egr_pipeline.store import Store
 
 
 def test_two_concurrent_runs_leave_one_row_per_pair(fault_env, tmp_path: Path):

@@ -15,8 +15,8 @@ from pathlib import Path
 
 from faultkit import finish, one_row_per_pair, start, wait_for
 
-from tasks.io.slots import holders
-from tasks.io.store import Store
+from egr_pipeline.slots import holders
+from egr_pipeline.store import Store
 
 
 def _committed(store: Store) -> int:
@@ -81,7 +81,7 @@ def test_sigterm_stops_cleanly_and_the_next_run_resumes(fault_env, tmp_path: Pat
 def test_a_held_slot_is_named_and_the_wait_gives_up(fault_env, tmp_path: Path):
     e, out = fault_env, tmp_path / "out"
     hold = (
-        "import sys, time\nfrom tasks.io.slots import model_slot\n"
+        "import sys, time\nfrom egr_pipeline.slots import model_slot\n"
         "with model_slot('egr-gpu', 1, run_id='other-run', timeout_s=5, directory=sys.argv[1]):\n"
         "    print('held', flush=True); time.sleep(600)\n"
     )

@@ -16,7 +16,7 @@ BUCKET = "egr-faults"
 
 
 def test_run_through_5xx_slow_and_dropped_connections(fault_env, tmp_path: Path, monkeypatch):
-    from tasks.io.store import Store
+    from egr_pipeline.store import Store
 
     creds = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
              "AWS_DEFAULT_REGION": "us-east-1"}  # fmt: skip

@@ -1,7 +1,8 @@
 """Planning a corpus run: list the PDFs of a source, hash them, and drop work already done.
 
 A work item is one (document, question) pair under one model and config; its key is
-:func:`tasks.io.records.work_key` of (doc sha256, question id, question text, model, config hash).
+:func:`egr_pipeline.records.work_key` of (doc sha256, question id, question text, model,
+config hash).
 Keys that the output store has committed are done and are skipped on a re-run.
 
 Hashing needs the bytes; a small index ``<workspace>/hashes.json`` remembers the sha256 of each
@@ -27,10 +28,10 @@ from egr_core.config import EgrConfig
 from egr_core.errors import InputError
 from egr_core.questions import parse_questions
 from egr_core.types import Question
-from tasks.io.budget import RETRY_STATUSES, prior_tries
-from tasks.io.models import resolve_config
-from tasks.io.records import RunContext, new_run_id, work_key
-from tasks.io.store import Store
+from egr_pipeline.budget import RETRY_STATUSES, prior_tries
+from egr_pipeline.models import resolve_config
+from egr_pipeline.records import RunContext, new_run_id, work_key
+from egr_pipeline.store import Store
 
 logger = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ Layout under an output root::
     ROOT/reviews/run_id=<answer's run>/part-<review_id>.parquet   one verdict per file
 
 Each verdict is one small Parquet file written with the store's atomic writer
-(:meth:`tasks.io.store.Store.write_file`): it appears whole or not at all, so it needs no commit
+(:meth:`egr_pipeline.store.Store.write_file`): it appears whole or not at all, so it needs no commit
 marker. Nothing is updated or deleted; a reviewer who changes their mind adds a row, and the
 ``reviews_latest`` view (``sql/00_views.sql``) keeps the newest verdict per answer.
 
@@ -28,8 +28,8 @@ from typing import Any
 import pyarrow as pa
 
 from egr_core.errors import EgrError
-from tasks.io.schemas import REVIEWS
-from tasks.io.store import Store
+from egr_pipeline.schemas import REVIEWS
+from egr_pipeline.store import Store
 
 VERDICTS = ("correct", "wrong", "corrected")
 REVIEWS_DIR = "reviews"

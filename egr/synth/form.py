@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import random
 
-from egr_core._synth.canvas import GREY, INK, PAGE_SIZES, PALETTE, WHITE, Canvas, TextSpan
-from egr_core._synth.content import (
+from egr.synth.canvas import GREY, INK, PAGE_SIZES, PALETTE, WHITE, Canvas, TextSpan
+from egr.synth.content import (
     CITIES,
     DATE_FORMATS,
     NAME_A,

@@ -14,7 +14,7 @@ from typing import Any
 
 import duckdb
 
-from tasks.io.store import CorruptPartError, Store, StoreError
+from egr_pipeline.store import CorruptPartError, Store, StoreError
 
 #: The repository's ``sql/`` folder.
 SQL_DIR = Path(__file__).resolve().parents[2] / "sql"

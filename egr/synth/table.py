@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from egr_core._synth.canvas import (
+from egr.synth.canvas import (
     GREY,
     INK,
     PAGE_SIZES,
@@ -15,7 +15,7 @@ from egr_core._synth.canvas import (
     text_width,
     tint,
 )
-from egr_core._synth.content import EXPENSES, code, company, small_size
+from egr.synth.content import EXPENSES, code, company, small_size
 
 
 def draw_table(c: Canvas, rng: random.Random) -> dict[str, TextSpan]:

@@ -22,7 +22,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from tasks.io.budget import RETRY_STATUSES
+from egr_pipeline.budget import RETRY_STATUSES
 
 
 def visible_pairs(commits: pa.Table) -> set[tuple[str, str]]:

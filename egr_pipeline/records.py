@@ -1,4 +1,4 @@
-"""Turn the core's result types into table rows (plain dicts matching :mod:`tasks.io.schemas`).
+"""Turn the core's result types into table rows (plain dicts matching :mod:`egr_pipeline.schemas`).
 
 The store stamps ``group_id`` and ``written_at``; everything else is filled in here, including
 the provenance columns taken from :class:`RunContext`. Nothing here touches a filesystem.

@@ -17,8 +17,8 @@ from typing import Any
 
 from egr_core.errors import InputError
 from egr_core.types import GroundedAnswer, Question
-from tasks.io import records
-from tasks.io.rasterize import DocView, RasterizedDoc
+from egr_pipeline import records
+from egr_pipeline.rasterize import DocView, RasterizedDoc
 
 Rows = dict[str, list[records.Row]]
 

@@ -1,4 +1,4 @@
-"""Drawing surface of the synthetic document generator (:mod:`egr_core.synth`).
+"""Drawing surface of the synthetic document generator (:mod:`egr.synth`).
 
 A :class:`Canvas` draws vector text and rules with PyMuPDF, one Shape per page, and records every
 text run it draws as a :class:`TextSpan` whose box is exactly the box PyMuPDF's text extraction

@@ -5,8 +5,8 @@ from __future__ import annotations
 import datetime as dt
 import random
 
-from egr_core._synth.canvas import GREY, PAGE_SIZES, PALETTE, Canvas, TextSpan, tint
-from egr_core._synth.content import (
+from egr.synth.canvas import GREY, PAGE_SIZES, PALETTE, Canvas, TextSpan, tint
+from egr.synth.content import (
     DATE_FORMATS,
     code,
     company,

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tasks.io.plan import filesystem
+from egr_pipeline.plan import filesystem
 
 logger = logging.getLogger(__name__)
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from egr_core.config import EgrConfig
+from egr_core.errors import ModelLoadError
 
 logger = logging.getLogger(__name__)
 
@@ -62,6 +63,29 @@ def _resolve_device(device: str) -> str:
     import torch
 
     return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+#: Entry-point group where an installed package names the model used when a run gives none
+#: (``egr`` registers its shipped reader there; see pyproject.toml).
+DEFAULT_MODEL_GROUP = "egr.default_model"
+
+
+def default_model() -> str:
+    """The model of a run that names none: the first entry point of :data:`DEFAULT_MODEL_GROUP`
+    (by name), called with no arguments. The engine never imports the package that provides it.
+
+    Raises:
+        ModelLoadError: no installed package provides a default model.
+    """
+    from importlib.metadata import entry_points
+
+    found = sorted(entry_points(group=DEFAULT_MODEL_GROUP), key=lambda ep: ep.name)
+    if not found:
+        raise ModelLoadError(
+            f"no model given and no installed package provides a default ({DEFAULT_MODEL_GROUP} "
+            "entry point); pass a model id or checkpoint directory"
+        )
+    return str(found[0].load()())
 
 
 def load_count() -> int:

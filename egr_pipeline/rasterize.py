@@ -2,7 +2,7 @@
 
 :func:`rasterize` fetches the bytes (local or fsspec URL) into a local copy in the workspace,
 then opens and renders the first ``max_pages`` pages in a **sandboxed worker process**
-(:mod:`tasks.io.sandbox`: spawned, ``RLIMIT_AS`` memory cap, wall-clock timeout), because the
+(:mod:`egr_pipeline.sandbox`: spawned, ``RLIMIT_AS`` memory cap, wall-clock timeout), because the
 PDFs are untrusted: a decompression bomb or a page that renders forever kills a worker, not the
 run. Workers are pooled per process (:func:`render_pool`), so the spawn cost is paid once per
 worker, not per document. PNGs stream back and are written under the workspace.
@@ -36,8 +36,8 @@ from PIL import Image
 
 from egr_core.errors import DocumentError
 from egr_core.types import Question
-from tasks.io.plan import DocItem, filesystem
-from tasks.io.sandbox import DocumentResult, PageResult, RenderJob, WorkerPool
+from egr_pipeline.plan import DocItem, filesystem
+from egr_pipeline.sandbox import DocumentResult, PageResult, RenderJob, WorkerPool
 
 #: Long side (px) of the evidence crops stored in the evidence table.
 EVIDENCE_CROP_PX = 384

@@ -266,7 +266,7 @@ def _do_job(conn: Any, job: RenderJob) -> None:
         if job.data is not None:
             data = job.data
         else:
-            from tasks.io.sources import read_source
+            from egr_pipeline.sources import read_source
 
             data = read_source(job.source, max_bytes=limits.max_bytes)
         with open_pdf(data, name=job.label, password=job.password, limits=limits) as doc:

@@ -29,7 +29,7 @@ kind (``documents: [invoice-*.pdf]``), so a corpus run asks a claim form only cl
 questions, and the ground truth (:meth:`SynthDocument.ground_truth`) has a row for every pair a
 run answers.
 
-Layouts are jittered per document (:class:`egr_core._synth.canvas.Jitter`): the layout is
+Layouts are jittered per document (:class:`egr.synth.canvas.Jitter`): the layout is
 shrunk (82-100%), moved, pulled apart between blocks at random heights, and the invoice's meta
 fields are drawn in a random order, so that no fixed page position answers a question.
 ``generate(..., jitter=False)`` draws the fixed base layouts.
@@ -40,7 +40,7 @@ Use from a trainer::
     f = doc.field("invoice_total")            # f.answer, f.page, f.span.box_pt, f.span.size_pt
     cells = f.span.char_boxes_pt()            # one (x0, y0, x1, y1) per character, in points
 
-The drawing code lives in :mod:`egr_core._synth` (a canvas, content makers, one module per kind).
+The drawing code lives in :mod:`egr.synth.layouts` (a canvas, content makers, one module per kind).
 """
 
 from __future__ import annotations
@@ -53,8 +53,8 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
-from egr_core._synth import LAYOUTS
-from egr_core._synth.canvas import MONOSPACE_FONTS, Canvas, Jitter, Rect4, TextSpan
+from egr.synth.canvas import MONOSPACE_FONTS, Canvas, Jitter, Rect4, TextSpan
+from egr.synth.layouts import LAYOUTS
 from egr_core.types import Box, Question
 
 __all__ = [
@@ -218,7 +218,7 @@ def generate(kind: str, seed: int, *, jitter: bool = True) -> SynthDocument:
     Args:
         kind: one of :data:`KINDS`.
         seed: any integer.
-        jitter: distort the layout per document (:class:`egr_core._synth.canvas.Jitter`: scale,
+        jitter: distort the layout per document (:class:`egr.synth.canvas.Jitter`: scale,
             offset, gaps between blocks, label font, field order), so that no fixed page position
             answers a question. ``False`` draws the kind's base layout (fields move by about 1%
             of the page between documents), kept to show how much a fixed layout flatters.

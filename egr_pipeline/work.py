@@ -4,8 +4,8 @@ Inside one model slot: open the document, rank its pages, then ground and **comm
 batch** (one page's questions, at most ``batch_size`` at a time, each batch one atomic write
 group). Before each batch the keys another run committed since planning are dropped (a
 concurrent run that had the slot first), so shared slots mean shared, not doubled, work; dedup on
-read (:mod:`tasks.io.visible`) covers the rest. A kill loses at most the batch in flight; a stop
-request (:mod:`tasks.io.stopping`) ends the document after the batch in flight.
+read (:mod:`egr_pipeline.visible`) covers the rest. A kill loses at most the batch in flight; a stop
+request (:mod:`egr_pipeline.stopping`) ends the document after the batch in flight.
 """
 
 from __future__ import annotations
@@ -20,15 +20,15 @@ from typing import Any
 
 from egr_core.config import EgrConfig
 from egr_core.types import Question
-from tasks.io import answering as A
-from tasks.io import faults
-from tasks.io.budget import RETRY_STATUSES, apply_budget
-from tasks.io.models import load_model
-from tasks.io.rasterize import RasterizedDoc, open_view
-from tasks.io.records import RunContext, merge, work_key
-from tasks.io.slots import RunCancelled, SlotTimeout, model_slot
-from tasks.io.store import Store
-from tasks.io.summary import DocOutcome
+from egr_pipeline import answering as A
+from egr_pipeline import faults
+from egr_pipeline.budget import RETRY_STATUSES, apply_budget
+from egr_pipeline.models import load_model
+from egr_pipeline.rasterize import RasterizedDoc, open_view
+from egr_pipeline.records import RunContext, merge, work_key
+from egr_pipeline.slots import RunCancelled, SlotTimeout, model_slot
+from egr_pipeline.store import Store
+from egr_pipeline.summary import DocOutcome
 
 log = logging.getLogger(__name__)
 

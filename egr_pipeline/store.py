@@ -6,7 +6,7 @@ Layout under a root (a local folder or ``s3://bucket/prefix``; any fsspec URL)::
     ROOT/runs/run_id=<id>/part-end.parquet        run row at the end: the run-level commit
     ROOT/<table>/run_id=<id>/part-<group>.parquet documents, pages, answers, evidence, maps
     ROOT/_commits/run_id=<id>/<group>.parquet     commit marker of one write group
-    ROOT/_leases/run_id=<id>.json                 heartbeat of a live run (tasks/io/liveness.py)
+    ROOT/_leases/run_id=<id>.json                 heartbeat of a live run (egr_pipeline/liveness.py)
 
 A *write group* is a batch of work items (one page's questions, at most ``batch_size``). Its
 five table parts are written first (local: temp file then rename; object stores: a PUT is
@@ -17,7 +17,7 @@ most once: keys that are already committed are dropped from a new group. Every t
 in every group, even an empty one, so the SQL globs always match once anything is committed.
 
 Concurrent runs may commit the same key; :meth:`Store.read` shows one final row per key
-(:mod:`tasks.io.visible`). Latest-answer semantics: a key re-run under a new run adds rows;
+(:mod:`egr_pipeline.visible`). Latest-answer semantics: a key re-run under a new run adds rows;
 "latest" is the row with the largest ``written_at`` (ties: larger ``run_id``), see
 ``sql/answers_latest.sql``.
 """
@@ -43,9 +43,9 @@ from fsspec.implementations.local import LocalFileSystem
 
 from egr_core.errors import EgrError
 from egr_core.types import Question
-from tasks.io import faults, records
-from tasks.io.schemas import COMMITS, GROUP_TABLES, RUNS
-from tasks.io.visible import visible_pairs
+from egr_pipeline import faults, records
+from egr_pipeline.schemas import COMMITS, GROUP_TABLES, RUNS
+from egr_pipeline.visible import visible_pairs
 
 log = logging.getLogger(__name__)
 
@@ -270,7 +270,7 @@ class Store:
         Args:
             ctx: the run (its ``run_id`` is the partition).
             rows: ``{table: rows}`` for any of documents, pages, answers, evidence, maps (see
-                :mod:`tasks.io.records`). Every work item has exactly one answers row.
+                :mod:`egr_pipeline.records`). Every work item has exactly one answers row.
 
         Returns:
             The commit, or ``None`` when every work key of the group was already committed in
@@ -420,7 +420,7 @@ class Store:
         raw: bool = False,
     ) -> pa.Table:
         """Rows of one table from committed groups only (orphaned parts are ignored); for the
-        tables with a work key, only the rows :mod:`tasks.io.visible` keeps (one final row per
+        tables with a work key, only the rows :mod:`egr_pipeline.visible` keeps (one final row per
         key: a concurrent run's duplicate is hidden). ``raw=True`` returns every committed row.
 
         Raises:

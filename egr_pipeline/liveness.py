@@ -21,7 +21,7 @@ import threading
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from tasks.io.records import RunContext
+from egr_pipeline.records import RunContext
 
 log = logging.getLogger(__name__)
 

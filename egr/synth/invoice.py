@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import random
 
-from egr_core._synth.canvas import (
+from egr.synth.canvas import (
     GREY,
     INK,
     PAGE_SIZES,
@@ -16,7 +16,7 @@ from egr_core._synth.canvas import (
     TextSpan,
     tint,
 )
-from egr_core._synth.content import (
+from egr.synth.content import (
     DATE_FORMATS,
     ITEMS,
     address,
