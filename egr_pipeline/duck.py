@@ -17,7 +17,7 @@ import duckdb
 from egr_pipeline.store import CorruptPartError, Store, StoreError
 
 #: The repository's ``sql/`` folder.
-SQL_DIR = Path(__file__).resolve().parents[2] / "sql"
+SQL_DIR = Path(__file__).resolve().parents[1] / "sql"
 VIEWS_FILE = "00_views.sql"
 _VAR_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
