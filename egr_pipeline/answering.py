@@ -18,6 +18,7 @@ from typing import Any
 from egr_core.errors import InputError
 from egr_core.types import GroundedAnswer, Question
 from egr_pipeline import records
+from egr_pipeline.answer_rows import answer_rows
 from egr_pipeline.rasterize import DocView, RasterizedDoc
 
 Rows = dict[str, list[records.Row]]
@@ -124,7 +125,7 @@ def item_rows(
         if mine:
             page, best = min(mine, key=_score)
             parts.append(
-                records.answer_rows(
+                answer_rows(
                     ctx,
                     doc.doc_id,
                     page,

@@ -27,6 +27,7 @@ from egr_core.types import (
     ZoomRound,
 )
 from egr_pipeline import records
+from egr_pipeline.answer_rows import answer_rows
 from egr_pipeline.store import Store
 
 PAGE_W, PAGE_H = 612.0, 792.0  # US Letter, points
@@ -247,7 +248,7 @@ def build(root: str, pdf_dir: Path, *, fs: Any = None, store_kwargs: Any = None)
                 )
                 fx.answers[(ctx.run_id, doc_id, q.question_id)] = g
                 rows.append(
-                    records.answer_rows(
+                    answer_rows(
                         ctx,
                         doc_id,
                         0,

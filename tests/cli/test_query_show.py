@@ -17,6 +17,7 @@ from egr.cli import app
 from egr.render_show import BOX_COLORS, box_color, load_show_data, page_image, render_show
 from egr_core.types import Box
 from egr_pipeline import duck, records
+from egr_pipeline.answer_rows import answer_rows
 from egr_pipeline.store import Store
 
 runner = CliRunner()
@@ -84,7 +85,7 @@ def test_show_writes_the_picture_with_boxes_where_the_table_says(tmp_path: Path)
                 ]
             },
             {"pages": [records.page_row(ctx, doc_id, 0, records.PageSize(PAGE_W, PAGE_H))]},
-            records.answer_rows(ctx, doc_id, 0, records.PageSize(PAGE_W, PAGE_H), g),
+            answer_rows(ctx, doc_id, 0, records.PageSize(PAGE_W, PAGE_H), g),
         ),
     )
     png = tmp_path / "show.png"

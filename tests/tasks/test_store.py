@@ -15,6 +15,7 @@ from store_fixtures import PAGE_H, PAGE_W, QUESTIONS, Fixture, build, grounded
 
 from egr_core.types import Box, Status
 from egr_pipeline import records, schemas
+from egr_pipeline.answer_rows import answer_rows
 from egr_pipeline.store import CorruptPartError, Store, StoreError, done_keys, row_group_slices
 
 
@@ -28,7 +29,7 @@ def fx(tmp_path: Path) -> Fixture:
 def _one_answer(ctx: records.RunContext, doc_id: str, qi: int = 0) -> dict:
     q = QUESTIONS[qi]
     g = grounded(q.question_id, q.text, "x", [Box(0.1, 0.1, 0.3, 0.2)])
-    return records.answer_rows(ctx, doc_id, 0, records.PageSize(PAGE_W, PAGE_H), g)
+    return answer_rows(ctx, doc_id, 0, records.PageSize(PAGE_W, PAGE_H), g)
 
 
 def test_parts_follow_the_layout_and_the_explicit_schemas(fx: Fixture) -> None:
@@ -99,7 +100,7 @@ def test_writing_the_same_work_key_twice_never_duplicates(fx: Fixture) -> None:
     g = grounded(newq.question_id, newq.text, "y", [Box(0.2, 0.2, 0.4, 0.4)])
     mixed = records.merge(
         _one_answer(ctx, doc, 0),
-        records.answer_rows(ctx, doc, 0, records.PageSize(PAGE_W, PAGE_H), g),
+        answer_rows(ctx, doc, 0, records.PageSize(PAGE_W, PAGE_H), g),
     )
     commit = fx.store.write_group(ctx, mixed)
     assert commit is not None and len(commit.keys) == 1
@@ -203,9 +204,7 @@ def test_row_groups_are_sized_by_bytes(tmp_path: Path) -> None:
         q = records.Question(f"q{i}", f"question {i}?")
         g = grounded(q.question_id, q.text, "a", [Box(0.1, 0.1, 0.3, 0.3), Box(0.5, 0.5, 0.7, 0.7)])
         parts.append(
-            records.answer_rows(
-                ctx, "d" * 64, 0, records.PageSize(PAGE_W, PAGE_H), g, crop_fn=noisy_crop
-            )
+            answer_rows(ctx, "d" * 64, 0, records.PageSize(PAGE_W, PAGE_H), g, crop_fn=noisy_crop)
         )
     commit = store.write_group(ctx, records.merge(*parts))
     assert commit is not None
@@ -243,7 +242,7 @@ def test_failure_rows_and_status_values() -> None:
     (row,) = rows["answers"]
     assert row["status"] == "corrupt" and row["answer"] is None and row["error"].startswith("x.pdf")
     g = grounded("q", "Q?", "a", [], status=Status.NO_EVIDENCE)
-    out = records.answer_rows(ctx, "d", 0, records.PageSize(10, 10), g)
+    out = answer_rows(ctx, "d", 0, records.PageSize(10, 10), g)
     assert out["answers"][0]["status"] == "no_evidence" and out["evidence"] == []
 
 

@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 from egr_core.types import Box
 from egr_pipeline import duck, records
+from egr_pipeline.answer_rows import answer_rows
 from egr_pipeline.store import CorruptPartError, Store, done_keys
 
 moto_server = pytest.importorskip("moto.server")
@@ -82,9 +83,7 @@ def test_done_keys_and_idempotent_writes_on_s3(fx: Fixture, endpoint: str) -> No
     store = Store(root, fs=make_fs(endpoint))
     q = fx.questions[0]
     g = grounded(q.question_id, q.text, "again", [Box(0.1, 0.1, 0.2, 0.2)])
-    rows = records.answer_rows(
-        fx.run_b, fx.docs["invoice.pdf"], 0, records.PageSize(PAGE_W, PAGE_H), g
-    )
+    rows = answer_rows(fx.run_b, fx.docs["invoice.pdf"], 0, records.PageSize(PAGE_W, PAGE_H), g)
     assert store.write_group(fx.run_b, rows) is None  # already committed in run B
     assert store.read("answers").num_rows == len(keys)
 
@@ -108,7 +107,7 @@ def test_corrupt_part_on_s3_is_named(endpoint: str) -> None:
     ctx = records.RunContext("r-bad", "m", "c", "0.1.0")
     g = grounded("q1", "Q?", "a", [Box(0.1, 0.1, 0.2, 0.2)])
     commit = store.write_group(
-        ctx, records.answer_rows(ctx, "d" * 64, 0, records.PageSize(PAGE_W, PAGE_H), g)
+        ctx, answer_rows(ctx, "d" * 64, 0, records.PageSize(PAGE_W, PAGE_H), g)
     )
     assert commit is not None
     part = commit.paths["evidence"]
@@ -136,7 +135,7 @@ def test_cli_query_and_show_on_s3(
         ctx,
         records.merge(
             {"documents": [records.document_row(ctx, records.DocInfo(doc_id, uri, len(pdf), 1))]},
-            records.answer_rows(ctx, doc_id, 0, records.PageSize(PAGE_W, PAGE_H), g),
+            answer_rows(ctx, doc_id, 0, records.PageSize(PAGE_W, PAGE_H), g),
         ),
     )
     # The CLI resolves s3:// through fsspec; botocore reads the endpoint from the environment.

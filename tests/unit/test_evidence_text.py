@@ -15,6 +15,7 @@ from egr import synth
 from egr_core.documents import TEXT_TOLERANCE_PT, open_pdf
 from egr_core.types import Box
 from egr_pipeline import records
+from egr_pipeline.answer_rows import answer_rows
 
 
 @pytest.fixture(scope="module")
@@ -85,11 +86,11 @@ def test_a_page_without_a_text_layer_has_text_source_none() -> None:
     ctx = records.RunContext("r1", "m", "c", "0.1.0")
     ans = grounded("q", "What?", "x", [Box(0.1, 0.1, 0.5, 0.5)])
     page = records.PageSize(300, 150)
-    scan = records.answer_rows(ctx, "d" * 64, 0, page, ans, lambda b: "", text_source="none")
+    scan = answer_rows(ctx, "d" * 64, 0, page, ans, lambda b: "", text_source="none")
     assert [(r["evidence_text"], r["text_source"]) for r in scan["evidence"]] == [(None, "none")]
-    text = records.answer_rows(ctx, "d" * 64, 0, page, ans, lambda b: "Total")
+    text = answer_rows(ctx, "d" * 64, 0, page, ans, lambda b: "Total")
     assert [(r["evidence_text"], r["text_source"]) for r in text["evidence"]] == [
         ("Total", "text_layer")
     ]
-    bare = records.answer_rows(ctx, "d" * 64, 0, page, ans)
+    bare = answer_rows(ctx, "d" * 64, 0, page, ans)
     assert [(r["evidence_text"], r["text_source"]) for r in bare["evidence"]] == [(None, None)]
