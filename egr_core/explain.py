@@ -35,7 +35,7 @@ from egr_core.imaging import CropFn, crop_long_side, raster_crop_fn, region_crop
 from egr_core.relevance import entropy_gradient, frozen
 from egr_core.targets import check_finite, next_token_entropy
 from egr_core.types import Box, GroundedAnswer, Question, Region, RelevanceGrid, Status, ZoomRound
-from egr_core.zoom import RoundOutcome, ZoomTrail, zoom_loop
+from egr_core.zoom import RoundOutcome, answer_round, zoom_loop
 
 #: Smallest image side (px) accepted when the adapter does not declare ``min_image_side``.
 DEFAULT_MIN_IMAGE_SIDE = 28
@@ -67,24 +67,6 @@ class _RoundData:
     grids: tuple[RelevanceGrid, ...]
     timings_ms: dict[str, float]
     answer: str | None = None  # generated with the round's prefill, when it was sure to answer
-
-
-def answer_round(trail: ZoomTrail[Any], rule: str, min_rounds: int = 0) -> int:
-    """Which round's inputs the answer is generated from.
-
-    "last": the last accepted round (the paper). "confident": among the accepted rounds (the
-    first ``min_rounds`` zoom rounds are always candidates over the page-only round), the one
-    whose first-answer-token entropy is lowest; a later round wins a tie, so a zoom that did not
-    make the model less sure still answers from the crops.
-    """
-    if rule == "last":
-        return trail.accepted
-    first = min(min_rounds, trail.accepted)
-    best = first
-    for i in range(first, trail.accepted + 1):
-        if trail.rounds[i].entropy <= trail.rounds[best].entropy:
-            best = i
-    return best
 
 
 def _ms(t0: float) -> float:
@@ -303,35 +285,6 @@ class EntropyGradientGrounding:
         timings["forward_ms"] = _ms(t)  # includes the answer when one call did both
         return _RoundData(prep, embeds, h, (), timings, answer)
 
-    def _regions(self, grids: Sequence[RelevanceGrid], rnd: int) -> tuple[list[Region], float]:
-        """Top-K regions pooled over blocks, and the SE of the block holding the top region."""
-        cfg = self.config
-        found: list[tuple[Region, int]] = []
-        ses: list[float] = []
-        for bi, block in enumerate(layout.blocks(grids)):
-            a = regions.analyse(
-                block.scores,
-                sigma=cfg.sigma,
-                rule=cfg.threshold,
-                fraction=cfg.threshold_fraction,
-                se_variant=cfg.se_variant,
-            )
-            ses.append(a.spatial_entropy)
-            for c in a.components:
-                box = block.cell_box(c.r0, c.c0, c.r1, c.c1)
-                rows, cols = block.scores.shape
-                pr, pc = c.peak[0] / rows, c.peak[1] / cols  # in (0, 1): cell centres
-                e = 1e-6
-                pk = layout.cell_to_page(
-                    Box(pc - e, pr - e, pc + e, pr + e), block.image_box, block.source_box
-                )
-                peak = ((pk.x0 + pk.x1) / 2, (pk.y0 + pk.y1) / 2)
-                found.append((Region(box, c.score, block.image_index, rnd, peak), bi))
-        found.sort(key=lambda rb: (-rb[0].score, rb[1], rb[0].box.y0, rb[0].box.x0))
-        top = found[: cfg.top_k]
-        se = ses[top[0][1]] if top else (ses[0] if ses else float("inf"))
-        return [r for r, _ in top], se
-
     def _next_crops(self, call: _Call, top: Sequence[Region]) -> tuple[tuple[Box, Region], ...]:
         """The crops of the next round, each with the region it was cut for, in rank order."""
         cfg = self.config
@@ -374,7 +327,7 @@ class EntropyGradientGrounding:
         def run_round(rnd: int, crops: tuple[Box, ...]) -> RoundOutcome[_RoundData]:
             data = self._map(call, q, crops, rnd)
             t = time.perf_counter()
-            top, se = self._regions(data.grids, rnd)
+            top, se = regions.top_regions(data.grids, self.config, rnd)
             data.timings_ms["regions_ms"] = _ms(t)
             return RoundOutcome(crops, tuple(top), se, data, data.entropy)
 

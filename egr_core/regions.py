@@ -14,10 +14,15 @@ Choices where method.md is silent (recorded here, and in the config hash via the
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage
+
+from egr_core import layout
+from egr_core.config import EgrConfig
+from egr_core.types import Box, Region, RelevanceGrid
 
 _FOUR = ndimage.generate_binary_structure(2, 1)  # 4-connectivity
 _EIGHT = ndimage.generate_binary_structure(2, 2)  # 8-connectivity
@@ -213,3 +218,36 @@ def analyse(
     base = se_base(s, se_variant)
     tau_b = tau if se_variant == "smoothed" else threshold(base, rule, fraction)
     return BlockAnalysis(s, tau, tuple(comps), spatial_entropy(base, tau_b))
+
+
+def top_regions(
+    grids: Sequence[RelevanceGrid], cfg: EgrConfig, rnd: int
+) -> tuple[list[Region], float]:
+    """The top ``cfg.top_k`` regions of one round's relevance grids, pooled over the image blocks
+    (ties: block order, then top-to-bottom, left-to-right), each with its sub-cell peak in page
+    coordinates; and the spatial entropy of the block holding the top region (inf: no block)."""
+    found: list[tuple[Region, int]] = []
+    ses: list[float] = []
+    for bi, block in enumerate(layout.blocks(grids)):
+        a = analyse(
+            block.scores,
+            sigma=cfg.sigma,
+            rule=cfg.threshold,
+            fraction=cfg.threshold_fraction,
+            se_variant=cfg.se_variant,
+        )
+        ses.append(a.spatial_entropy)
+        for c in a.components:
+            box = block.cell_box(c.r0, c.c0, c.r1, c.c1)
+            rows, cols = block.scores.shape
+            pr, pc = c.peak[0] / rows, c.peak[1] / cols  # in (0, 1): cell centres
+            e = 1e-6
+            pk = layout.cell_to_page(
+                Box(pc - e, pr - e, pc + e, pr + e), block.image_box, block.source_box
+            )
+            peak = ((pk.x0 + pk.x1) / 2, (pk.y0 + pk.y1) / 2)
+            found.append((Region(box, c.score, block.image_index, rnd, peak), bi))
+    found.sort(key=lambda rb: (-rb[0].score, rb[1], rb[0].box.y0, rb[0].box.x0))
+    top = found[: cfg.top_k]
+    se = ses[top[0][1]] if top else (ses[0] if ses else float("inf"))
+    return [r for r, _ in top], se

@@ -121,3 +121,21 @@ def zoom_loop(
             return ZoomTrail(tuple(rounds), accepted, STOP_SE_INCREASE)
         accepted = i
     return ZoomTrail(tuple(rounds), accepted, STOP_MAX_ROUNDS)
+
+
+def answer_round(trail: ZoomTrail[P], rule: str, min_rounds: int = 0) -> int:
+    """Which round's inputs the answer is generated from.
+
+    "last": the last accepted round (the paper). "confident": among the accepted rounds (the
+    first ``min_rounds`` zoom rounds are always candidates over the page-only round), the one
+    whose first-answer-token entropy is lowest; a later round wins a tie, so a zoom that did not
+    make the model less sure still answers from the crops.
+    """
+    if rule == "last":
+        return trail.accepted
+    first = min(min_rounds, trail.accepted)
+    best = first
+    for i in range(first, trail.accepted + 1):
+        if trail.rounds[i].entropy <= trail.rounds[best].entropy:
+            best = i
+    return best

@@ -162,7 +162,7 @@ def test_the_last_round_skips_its_map_when_nothing_reads_it(
 
 
 def test_confident_answer_round_is_the_surest_accepted_round() -> None:
-    from egr_core.explain import answer_round
+    from egr_core.zoom import answer_round
 
     _, trail = run([3.0, 2.0, 1.0, 0.5], max_rounds=3, entropies=[0.9, 0.2, 0.6, 0.4])
     assert trail.accepted == 3
