@@ -39,7 +39,7 @@ def command(
     from rich.table import Table
 
     from egr.errors import OutputError
-    from egr.render_show import load_show_data, page_image, render_show
+    from egr.show import load_show_data, page_image, render_show
     from egr.storage import storage_options
     from egr_pipeline.duck import connect
 

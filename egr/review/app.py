@@ -29,7 +29,8 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
-from egr.render_show import (
+from egr.review.data import VERDICT_FILTERS, Filters, ReviewData
+from egr.show import (
     ShowData,
     ShowError,
     box_color,
@@ -38,7 +39,6 @@ from egr.render_show import (
     load_answer_data,
     page_image,
 )
-from egr.review.data import VERDICT_FILTERS, Filters, ReviewData
 from egr_core.types import Box
 from egr_pipeline.reviews import RUN_ID_RE, WORK_KEY_RE, ReviewError
 

@@ -14,7 +14,7 @@ from store_fixtures import PAGE_H, PAGE_W, Fixture, build, grounded, make_pdf
 from typer.testing import CliRunner
 
 from egr.cli import app
-from egr.render_show import BOX_COLORS, box_color, load_show_data, page_image, render_show
+from egr.show import BOX_COLORS, box_color, load_show_data, page_image, render_show
 from egr_core.types import Box
 from egr_pipeline import duck, records
 from egr_pipeline.answer_rows import answer_rows

@@ -15,9 +15,9 @@ from PIL import Image
 from review_fixtures import ReviewFx, query
 from starlette.testclient import TestClient
 
-from egr.render_show import box_color, draw_page, load_answer_data, page_image
 from egr.review.app import PAGE_HEIGHT, create_app
 from egr.review.data import ReviewData
+from egr.show import box_color, draw_page, load_answer_data, page_image
 from egr_pipeline import duck
 from egr_pipeline.store import Store
 

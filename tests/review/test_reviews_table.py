@@ -187,8 +187,8 @@ def test_extra_columns_in_answers_do_not_break_the_review_queries(review_fx: Rev
     for f in ("accuracy_by_question.sql", "accuracy_by_config.sql", "unreviewed.sql"):
         assert query(review_fx.root, f), f
     # The review pages' own queries too.
-    from egr.render_show import load_answer_data
     from egr.review.data import Filters, ReviewData
+    from egr.show import load_answer_data
 
     data = ReviewData(store, reviewer="ada", egr_version="t")
     try:
