@@ -1,6 +1,6 @@
 # egr: two commands on a fresh machine.
 #   make demo   create .venv if missing, install, run the main job on embedded defaults
-#   make test   create .venv if missing, install, lint, run the whole suite (CPU-only, offline;
+#   make test   create .venv if missing, install, lint (style, layers, types), run the whole suite (CPU-only, offline;
 #               installs chromium + chromium-driver with apt when missing, for the browser tests)
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -35,13 +35,14 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/egr demo --out egr-out/demo
 
+# Style, the layer contract (pyproject.toml [tool.importlinter]) and types (egr_core, egr_pipeline).
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
+	$(BIN)/mypy
 
-test: $(STAMP) browser
-	$(BIN)/ruff check .
-	$(BIN)/ruff format --check .
+test: lint browser
 	$(BIN)/python -m pytest -q
 
 clean:

@@ -12,7 +12,7 @@ MuPDF's own page transform (``pdf_page_transform``), so it agrees with what is r
 Safety. Every render checks its pixel count against :class:`DocLimits` *before* allocating: PIL's
 decompression-bomb guard only looks at decoded image files and does not see a pixmap handed to
 ``Image.frombytes``. Untrusted files should still be rendered in a separate process with a memory
-limit and a timeout (``egr_pipeline/sandbox.py``); this module itself never forks.
+limit and a timeout (``egr_pipeline/sandbox/``); this module itself never forks.
 
 A :class:`PdfDocument` wraps one MuPDF document and is not thread-safe; use one per thread.
 """
@@ -26,6 +26,7 @@ import unicodedata
 from collections import OrderedDict
 from pathlib import Path
 from types import TracebackType
+from typing import NoReturn
 
 import pymupdf
 from PIL import Image
@@ -57,6 +58,7 @@ __all__ = ["DocLimits", "PageGeometry", "PdfDocument", "RenderedPage", "Word", "
 # Exceptions PyMuPDF/MuPDF raise on bad input: FileDataError is a RuntimeError, MuPDF's own
 # errors derive from mupdf.FzErrorBase, and PyMuPDF raises ValueError for closed/locked docs.
 _MUPDF_ERRORS: tuple[type[BaseException], ...] = (RuntimeError, ValueError, mupdf.FzErrorBase)
+_RENDER_ERRORS: tuple[type[BaseException], ...] = (*_MUPDF_ERRORS, MemoryError)
 _HEADER_WINDOW = 1024  # Acrobat accepts junk before "%PDF-" within the first 1024 bytes
 
 
@@ -271,7 +273,7 @@ class PdfDocument:
             self._lists.popitem(last=False)
         return dl
 
-    def _raise_render(self, i: int, exc: BaseException, what: str) -> None:
+    def _raise_render(self, i: int, exc: BaseException, what: str) -> NoReturn:
         if _is_oom(exc):
             raise OutOfMemoryError(self.name, f"{what}: out of memory ({exc})", page=i) from exc
         raise PageRenderError(self.name, f"{what}: {exc}", page=i) from exc
@@ -300,14 +302,13 @@ class PdfDocument:
             mupdf.fz_clear_pixmap_with_value(fzpix, 0xFF)
             dev = mupdf.fz_new_draw_device(mupdf.FzMatrix(*matrix), fzpix)
             try:
-                mupdf.fz_run_display_list(
-                    dl.this, dev, mupdf.FzMatrix(), mupdf.FzRect(*area), mupdf.FzCookie()
-                )
+                clip = mupdf.FzRect(area.x0, area.y0, area.x1, area.y1)
+                mupdf.fz_run_display_list(dl.this, dev, mupdf.FzMatrix(), clip, mupdf.FzCookie())
             finally:
                 mupdf.fz_close_device(dev)
             pix = pymupdf.Pixmap("raw", fzpix)
             img = Image.frombytes("RGB", (w, h), pix.samples_mv, "raw", "RGB", pix.stride)
-        except (*_MUPDF_ERRORS, MemoryError) as exc:
+        except _RENDER_ERRORS as exc:
             self._raise_render(i, exc, f"rendering {w} x {h} px failed")
         return img
 

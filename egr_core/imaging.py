@@ -118,7 +118,7 @@ def legible_crops(
         return Box(a, y0, b, y1)
 
     first = window(cx)
-    extra = []  # the rest of a wide region: windows side by side out from the first
+    extra: list[Box] = []  # the rest of a wide region: windows side by side out from the first
     left, right = first.x0, first.x1
     while left > x0 + 1e-9 and len(extra) < 8:
         extra.append(window(max(left - win_w / 2, win_w / 2)))

@@ -70,7 +70,7 @@ def load_vlm(
 
     config = model_config(model_id_or_path)
     adapter = get_adapter(config.model_type)
-    model = AutoModelForImageTextToText.from_pretrained(
+    model: Any = AutoModelForImageTextToText.from_pretrained(
         model_id_or_path, dtype=resolve_dtype(dtype)
     )
     model.to(device)

@@ -199,8 +199,8 @@ def text_in_box(
         return (min(p[1] for p in pts), min(p[0] for p in pts))
 
     ordered = sorted(blocks.values(), key=block_key)
-    words = [w.text for ls in ordered for ws in sorted(ls, key=line_key) for w in ws]
-    return " ".join(" ".join(words).split())
+    texts = [w.text for ls in ordered for ws in sorted(ls, key=line_key) for w in ws]
+    return " ".join(" ".join(texts).split())
 
 
 def _reading_direction(

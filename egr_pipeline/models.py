@@ -82,8 +82,9 @@ def default_model() -> str:
     found = sorted(entry_points(group=DEFAULT_MODEL_GROUP), key=lambda ep: ep.name)
     if not found:
         raise ModelLoadError(
-            f"no model given and no installed package provides a default ({DEFAULT_MODEL_GROUP} "
-            "entry point); pass a model id or checkpoint directory"
+            "(default)",
+            f"no model given and no installed package provides one ({DEFAULT_MODEL_GROUP} "
+            "entry point); pass a model id or checkpoint directory",
         )
     return str(found[0].load()())
 

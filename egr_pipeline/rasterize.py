@@ -110,7 +110,7 @@ def is_transient(exc: BaseException) -> bool:
     """I/O errors worth retrying: timeouts, connection and OS errors (not document errors)."""
     if isinstance(exc, DocumentError):
         return False
-    transient = (TimeoutError, ConnectionError, OSError)
+    transient: tuple[type[BaseException], ...] = (TimeoutError, ConnectionError, OSError)
     with contextlib.suppress(ImportError):
         from botocore.exceptions import BotoCoreError
 
@@ -297,7 +297,7 @@ def open_view(doc: RasterizedDoc) -> Iterator[DocView]:
     """
     from egr_core.documents import open_pdf
 
-    if not doc.usable:
+    if not doc.usable or doc.pdf_path is None:
         raise ValueError(f"{doc.uri}: not rendered by the sandbox ({doc.status}: {doc.error})")
     with open_pdf(Path(doc.pdf_path).read_bytes(), name=doc.uri) as pdf:
         yield DocView(doc, pdf)

@@ -12,6 +12,8 @@ and writes
 
 The batch of step ``k`` depends only on ``(seed, k)``, so a resumed run sees the same data as an
 uninterrupted one.
+
+Batches and labels are :mod:`egr.reader.batches`, the loss :mod:`egr.reader.loss`.
 """
 
 from __future__ import annotations
@@ -28,6 +30,9 @@ from typing import Any
 
 import torch
 
+from egr.reader.batches import collate
+from egr.reader.loss import loss_of
+
 from .curve import plot_log
 from .data import (
     PHASES,
@@ -40,244 +45,8 @@ from .data import (
 from .model import build_model, build_processor
 
 log = logging.getLogger(__name__)
-IM_END = "<|im_end|>"
 
 
-def chat_text(processor: Any, ex: Example) -> str:
-    """The prompt of ``ex`` (images, then the prompt text, generation prompt on)."""
-    content: list[dict[str, Any]] = [{"type": "image"} for _ in ex.images]
-    content.append({"type": "text", "text": ex.prompt})
-    msgs = [{"role": "user", "content": content}]
-    return processor.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
-
-
-def collate(processor: Any, batch: Sequence[Example], with_targets: bool = True) -> dict[str, Any]:
-    """Processor inputs for a batch (left padded); with targets, ``labels`` on the answer span.
-
-    The label span is counted from the end of each sequence (target characters + ``<|im_end|>``),
-    so the first answer token is always supervised.
-    """
-    texts = [
-        chat_text(processor, ex) + (ex.target + IM_END if with_targets else "") for ex in batch
-    ]
-    images = [im for ex in batch for im in ex.images]
-    enc = processor(text=texts, images=images, return_tensors="pt", padding=True)
-    enc = {k: v for k, v in enc.items() if isinstance(v, torch.Tensor)}
-    if with_targets:
-        labels = torch.full_like(enc["input_ids"], -100)  # (B, T)
-        query = torch.zeros(len(batch), dtype=torch.long)  # (B,) position predicting answer[0]
-        for i, ex in enumerate(batch):
-            n = len(processor.tokenizer(ex.target + IM_END)["input_ids"])
-            labels[i, -n:] = enc["input_ids"][i, -n:]
-            query[i] = enc["input_ids"].shape[1] - n - 1
-        enc["labels"] = labels
-        if any(ex.slots for ex in batch):
-            enc["char_labels"] = char_labels(processor, batch, enc)
-            enc["lens_labels"] = token_labels(enc["char_labels"], processor.tokenizer)
-        targets = attention_targets(processor, batch, enc, query)
-        if targets is not None:
-            enc["att_targets"] = targets
-    return enc
-
-
-def attention_targets(
-    processor: Any, batch: Sequence[Example], enc: dict[str, Any], query: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor] | None:
-    """Where given decoder queries should attend (training-only losses), or None.
-
-    Returns ``(rows (P,), queries (P,), keys (P, T) bool, copy (P,) bool)``:
-    - focus (``copy`` False): the query predicting the first answer token, the tokens of the
-      example's focus box;
-    - copy (``copy`` True): the query predicting character ``k`` and the image token that holds
-      character ``k``'s centre (``Example.cells``).
-    """
-    fmask = focus_mask(processor, batch, enc) if any(e.focus for e in batch) else None
-    ids = enc["input_ids"]  # (B, T)
-    merge = int(processor.image_processor.merge_size)
-    rows, qs, keys, copy = [], [], [], []
-    g = 0
-    for i, ex in enumerate(batch):
-        if fmask is not None and ex.focus is not None and bool(fmask[i].any()):
-            rows.append(i), qs.append(int(query[i])), keys.append(fmask[i]), copy.append(False)
-        pos = (ids[i] == processor.image_token_id).nonzero().squeeze(-1)  # (N_i,)
-        grids = enc["image_grid_thw"][g : g + len(ex.images)]
-        sizes = [int(gg[1]) // merge * (int(gg[2]) // merge) for gg in grids]
-        whole = [
-            n == (im.width // 28) * (im.height // 28)
-            for n, im in zip(sizes, ex.images, strict=True)
-        ]
-        cells = [] if not ex.cells or not whole[ex.cells[0][0]] else ex.cells
-        for k, (img, c) in enumerate(cells):  # the processor kept the grid: cells are known
-            key = torch.zeros(ids.shape[1], dtype=torch.bool)
-            key[pos[sum(sizes[:img]) + c]] = True
-            rows.append(i), qs.append(int(query[i]) + k), keys.append(key), copy.append(True)
-        g += len(ex.images)
-    if not rows:
-        return None
-    return torch.tensor(rows), torch.tensor(qs), torch.stack(keys), torch.tensor(copy)
-
-
-def char_labels(processor: Any, batch: Sequence[Example], enc: dict[str, Any]) -> torch.Tensor:
-    """(N_merged, 2) character id in each slot of each merged visual token (-100: not known)."""
-    merge = int(processor.image_processor.merge_size)
-    grids = enc["image_grid_thw"]  # (n_images, 3)
-    sizes = [int(g[1]) // merge * (int(g[2]) // merge) for g in grids]
-    out = torch.full((sum(sizes), 2), -100, dtype=torch.long)
-    vocab = processor.tokenizer.get_vocab()
-    g = start = 0
-    for ex in batch:
-        for j in range(len(ex.images)):
-            labels = ex.slots[j] if ex.slots else None
-            if labels is not None and sizes[g] * 2 == len(labels):
-                ids = [vocab.get(ch, -100) for ch in labels]  # IGNORE is not in the vocabulary
-                out[start : start + sizes[g]] = torch.tensor(ids).view(-1, 2)
-            start += sizes[g]
-            g += 1
-    return out
-
-
-def token_labels(slots: torch.Tensor, tokenizer: Any) -> torch.Tensor:
-    """(N_merged,) the one character a merged token shows, from its two slot labels.
-
-    A token with a character centre in one slot and blank or a glyph's remainder in the other is
-    labelled with that character; a blank token with a space; anything else is not supervised.
-    """
-    space = tokenizer.convert_tokens_to_ids(" ")
-    a, b = slots[:, 0], slots[:, 1]  # (N,)
-    a_char, b_char = (a >= 0) & (a != space), (b >= 0) & (b != space)
-    out = torch.full_like(a, -100)
-    out[(a == space) & (b == space)] = space
-    out[a_char & ~b_char] = a[a_char & ~b_char]
-    out[b_char & ~a_char] = b[b_char & ~a_char]
-    return out
-
-
-def focus_mask(processor: Any, batch: Sequence[Example], enc: dict[str, Any]) -> torch.Tensor:
-    """(B, T) True at the image tokens that cover each example's focus box (at least one)."""
-    merge = int(processor.image_processor.merge_size)
-    ids = enc["input_ids"]  # (B, T)
-    grids = enc["image_grid_thw"]  # (n_images, 3) in patches, batch order
-    mask = torch.zeros_like(ids, dtype=torch.bool)
-    g = 0
-    for i, ex in enumerate(batch):
-        pos = (ids[i] == processor.image_token_id).nonzero().squeeze(-1)  # (N_i,)
-        start = 0
-        for j in range(len(ex.images)):
-            rows, cols = int(grids[g + j][1]) // merge, int(grids[g + j][2]) // merge
-            if ex.focus is not None and ex.focus[0] == j:
-                x0, y0, x1, y1 = ex.focus[1]
-                c0, c1 = int(x0 * cols), max(int(x0 * cols) + 1, math.ceil(x1 * cols))
-                r0, r1 = int(y0 * rows), max(int(y0 * rows) + 1, math.ceil(y1 * rows))
-                cells = torch.zeros(rows, cols, dtype=torch.bool)
-                cells[r0:r1, c0:c1] = True
-                mask[i, pos[start : start + rows * cols][cells.flatten()]] = True
-            start += rows * cols
-        g += len(ex.images)
-    return mask
-
-
-#: Weight of the focus loss and the decoder layers whose attention it shapes (the last two).
-FOCUS_WEIGHT = 0.3
-COPY_WEIGHT = 0.3
-LENS_WEIGHT = 0.5
-FOCUS_LAYERS = (-2, -1)
-
-
-def loss_of(
-    model: Any, enc: dict[str, Any], char_head: torch.nn.Module | None = None
-) -> tuple[torch.Tensor, dict[str, float]]:
-    """Cross-entropy on the answer span, plus the training-only losses the batch has labels for.
-
-    All of them leave the checkpoint a stock model (see ``docs/reader.md``):
-
-    - ``chars``: a linear head on the merged visual features names the character in each of a
-      token's two slots (its patch columns; ``char_labels``);
-    - ``lens``: the model's own output at each image token names the character it shows
-      (``lens_labels``), so copying is moving a vector ``lm_head`` already reads;
-    - ``copy``: some head of the last decoder layers, at the position writing character k, looks
-      at the token holding character k's centre;
-    - ``focus``: ``-log(attention mass on the focus tokens)`` of the query predicting the first
-      answer token, averaged over the heads of the last decoder layers: the reader looks where the
-      answer is drawn, which is where EGG's entropy gradient should point.
-
-    Returns:
-        The loss to minimise and its parts (each 0.0 when absent from the batch).
-    """
-    labels = enc.pop("labels")
-    targets = enc.pop("att_targets", None)
-    chars = enc.pop("char_labels", None)
-    lens_labels = enc.pop("lens_labels", None)
-    captured: list[torch.Tensor] = []
-    merged: list[torch.Tensor] = []
-    handles = []
-    if chars is not None and char_head is not None:
-        handles.append(
-            model.model.visual.merger.register_forward_hook(lambda m, a, o: merged.append(o))
-        )
-    if targets is not None:
-        from transformers.models.qwen2_vl.modeling_qwen2_vl import apply_rotary_pos_emb
-
-        layers = model.model.language_model.layers
-        rows, query, keys, copy = targets
-
-        def hook(module: Any, args: Any, kwargs: Any) -> None:
-            h = kwargs["hidden_states"] if "hidden_states" in kwargs else args[0]  # (B, T, D)
-            cos, sin = kwargs["position_embeddings"]
-            b, t, _ = h.shape
-            hd = module.head_dim
-            q = module.q_proj(h).view(b, t, -1, hd).transpose(1, 2)  # (B, H, T, hd)
-            k = module.k_proj(h).view(b, t, -1, hd).transpose(1, 2)
-            q, k = apply_rotary_pos_emb(q, k, cos, sin)
-            rep = q.shape[1] // k.shape[1]
-            k = k.repeat_interleave(rep, dim=1)
-            qq = q[rows, :, query]  # (P, H, hd)
-            scores = torch.einsum("phd,phtd->pht", qq, k[rows]) * module.scaling  # (P, H, T)
-            keep = enc["attention_mask"][rows].bool() & (
-                torch.arange(t)[None, :] <= query[:, None]
-            )  # (P, T) causal + padding
-            scores = scores.masked_fill(~keep[:, None, :], float("-inf"))
-            p = scores.float().softmax(-1)
-            captured.append((p * keys[:, None, :]).sum(-1))  # (P, H) mass on the target keys
-
-        for li in FOCUS_LAYERS:
-            handles.append(layers[li].self_attn.register_forward_pre_hook(hook, with_kwargs=True))
-    try:
-        out = model(**enc)
-    finally:
-        for hd in handles:
-            hd.remove()
-    logits = out.logits[:, :-1].float()  # (B, T-1, V)
-    tgt = labels[:, 1:]  # (B, T-1)
-    loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), tgt.reshape(-1))
-    parts = {"answer": loss.item(), "chars": 0.0, "lens": 0.0, "focus": 0.0, "copy": 0.0}
-    if lens_labels is not None and (lens_labels >= 0).any():
-        # the language model's own output at each image token names the character it shows,
-        # so that copying a character is moving a vector the output head already reads
-        image = enc["input_ids"] == model.config.image_token_id  # (B, T)
-        lens = torch.nn.functional.cross_entropy(out.logits[image].float(), lens_labels)
-        parts["lens"] = lens.item()
-        loss = loss + LENS_WEIGHT * lens
-    if merged:  # per-token character loss on the merged visual features (training only)
-        slot_logits = char_head(merged[0]).float().view(chars.shape[0] * 2, -1)  # (2N, V)
-        char_loss = torch.nn.functional.cross_entropy(slot_logits, chars.view(-1))
-        parts["chars"] = char_loss.item()
-        loss = loss + char_loss
-    if not captured:
-        return loss, parts
-    mass = torch.stack(captured)  # (L, P, H)
-    if (~copy).any():  # focus: every head of the last layers looks at the answer's tokens
-        focus = -(mass[:, ~copy].mean(0).mean(-1) + 1e-4).log().mean()
-        parts["focus"] = focus.item()
-        loss = loss + FOCUS_WEIGHT * focus
-    if copy.any():  # copy: some head of the last layers looks at the character being written
-        best = mass[:, copy].amax(dim=(0, 2))  # (P',)
-        copy_loss = -(best + 1e-4).log().mean()
-        parts["copy"] = copy_loss.item()
-        loss = loss + COPY_WEIGHT * copy_loss
-    return loss, parts
-
-
-@torch.no_grad()
 def generate_answers(
     model: Any, processor: Any, batch: Sequence[Example], max_new_tokens: int = 28
 ) -> list[str]:

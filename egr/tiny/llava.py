@@ -65,30 +65,23 @@ def _config(model_type: str, tok: Any) -> Any:
 
 
 def _processor(model_type: str, tok: Any) -> Any:
-    if model_type == "llava":
-        from transformers import LlavaImageProcessor, LlavaProcessor
+    import transformers
 
-        image_proc = LlavaImageProcessor(
+    if model_type == "llava":
+        image_proc: Any = transformers.LlavaImageProcessor(
             size={"shortest_edge": LLAVA_SIZE},
             crop_size={"height": LLAVA_SIZE, "width": LLAVA_SIZE},
             do_pad=False,
         )
-        return LlavaProcessor(
-            image_proc,
-            tok,
-            patch_size=PATCH,
-            vision_feature_select_strategy="default",
-            num_additional_image_tokens=1,
-            chat_template=tok.chat_template,
+        processor_cls: Any = transformers.LlavaProcessor
+    else:
+        image_proc = transformers.LlavaNextImageProcessor(
+            size={"shortest_edge": NEXT_SIZE},
+            crop_size={"height": NEXT_SIZE, "width": NEXT_SIZE},
+            image_grid_pinpoints=NEXT_PINPOINTS,
         )
-    from transformers import LlavaNextImageProcessor, LlavaNextProcessor
-
-    image_proc = LlavaNextImageProcessor(
-        size={"shortest_edge": NEXT_SIZE},
-        crop_size={"height": NEXT_SIZE, "width": NEXT_SIZE},
-        image_grid_pinpoints=NEXT_PINPOINTS,
-    )
-    return LlavaNextProcessor(
+        processor_cls = transformers.LlavaNextProcessor
+    return processor_cls(
         image_proc,
         tok,
         patch_size=PATCH,

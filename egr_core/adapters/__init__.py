@@ -63,7 +63,7 @@ def get_adapter(model_or_model_type: Any) -> VLMAdapter:
     cls = _REGISTRY.get(model_type)
     if cls is None:
         raise UnsupportedModelError(model_type, supported_model_types())
-    return cls()  # type: ignore[no-any-return]
+    return cls()
 
 
 def _import_adapters() -> None:

@@ -101,10 +101,12 @@ class _CachingImageProcessor:
         outs = []
         for im in flat:
             key = ("preprocess", self._tag, *self._cache.digest(im), kw)
-            one = [[im]] if nested else [im]
-            outs.append(
-                self._cache.get_or_compute(key, lambda one=one: dict(self._real(one, **kwargs)))
-            )
+            one: list[Any] = [[im]] if nested else [im]
+
+            def compute(one: list[Any] = one) -> dict[str, Any]:
+                return dict(self._real(one, **kwargs))
+
+            outs.append(self._cache.get_or_compute(key, compute))
         return BatchFeature(merge_image_outputs(outs, nested))
 
 

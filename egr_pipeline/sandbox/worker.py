@@ -120,6 +120,7 @@ def _do_job(conn: Any, job: RenderJob) -> None:
     limits = job.limits or DocLimits()
     pymupdf.TOOLS.reset_mupdf_warnings()
     _reset_peak_rss()
+    data: bytes | None = None
     try:
         if job.data is not None:
             data = job.data

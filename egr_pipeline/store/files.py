@@ -89,12 +89,7 @@ class StoreFiles:
     """One root's files: where parts and markers live, atomic Parquet writes, and reads that
     name the file when it is corrupt (the layout is in :mod:`egr_pipeline.store`).
 
-    Args:
-        root: a local folder or an fsspec URL such as ``s3://bucket/prefix``.
-        fs: an fsspec filesystem to use (e.g. an ``s3fs.S3FileSystem`` with an endpoint);
-            resolved from ``root`` and ``storage_options`` when omitted.
-        storage_options: passed to fsspec when resolving ``root``.
-        row_group_bytes: target uncompressed bytes per Parquet row group.
+    Constructor arguments: see :class:`egr_pipeline.store.Store`.
     """
 
     def __init__(

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from egr.reader import default_model_path, reader_config
+from egr.reader.batches import collate
 from egr.reader.data import (
     PHASES,
     TOKEN_PX,
@@ -23,7 +24,6 @@ from egr.reader.evaluate import (
     held_out_items,
 )
 from egr.reader.model import build_processor
-from egr.reader.train import collate
 from egr.synth import doc_seed
 from egr_core.types import Box
 
@@ -85,7 +85,7 @@ def test_slot_labels_spell_the_line_where_its_glyphs_are_drawn(pitch: float):
     """The labelled row reads the text left to right, and every labelled slot has ink."""
     import numpy as np
 
-    from egr.reader.data import IGNORE
+    from egr.reader.views import IGNORE
 
     pool = DocPool(0, size=8)
     rng = random.Random(int(pitch))
@@ -105,7 +105,7 @@ def test_slot_labels_spell_the_line_where_its_glyphs_are_drawn(pitch: float):
 
 
 def test_slot_labels_reach_the_collated_batch(processor):
-    from egr.reader.train import char_labels
+    from egr.reader.batches import char_labels
 
     pool = DocPool(0, size=8)
     rng = random.Random(1)
@@ -125,7 +125,7 @@ def test_slot_labels_reach_the_collated_batch(processor):
 
 
 def test_char_cells_follow_the_glyphs_left_to_right():
-    from egr.reader.data import char_cells, render_rect
+    from egr.reader.views import char_cells, render_rect
 
     doc, pdf = DocPool(0, size=4).get(0)
     span = doc.fields[0].span
@@ -149,7 +149,7 @@ def test_char_cells_follow_the_glyphs_left_to_right():
 
 
 def test_training_crops_are_cut_by_eggs_legible_window_rule():
-    from egr.reader.data import (
+    from egr.reader.views import (
         CROP_PX,
         LEGIBLE_SCALE,
         SCALE_JITTER,
