@@ -44,8 +44,7 @@ def plain_loop(params, run_id: str) -> int:
             store.write_group(run.ctx, A.failed_document_rows(run.ctx, doc))
             continue
         with open_view(doc) as view:
-            ranked = {q.question_id: A.rank_pages(egg, view, q, params.top_pages)
-                      for q in doc.questions}  # fmt: skip
+            ranked, _ = A.rank_all(egg, view, doc.questions, params.top_pages)
             results = []
             for page, qs in A.by_page(ranked, doc.questions).items():
                 results += A.ground_page(egg, view, page, qs)

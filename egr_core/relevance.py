@@ -12,7 +12,7 @@ dH/dE_i over the hidden channels. Scores are raw (not normalised).
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -64,24 +64,47 @@ def entropy_gradient(
         NonFiniteEntropyError: the entropy or its gradient is NaN/Inf.
         EmptyRelevanceError: the entropy does not depend on the embeddings at all.
     """
-    leaf = embeds.detach().requires_grad_(True)  # (1, T, D)
+    (out,) = entropy_gradients(lambda leaves: forward(leaves[0]), [embeds], [positions], [what])
+    return out
+
+
+def entropy_gradients(
+    forward: Callable[[list[torch.Tensor]], torch.Tensor],
+    embeds: Sequence[torch.Tensor],
+    positions: Sequence[torch.Tensor],
+    whats: Sequence[str],
+) -> list[EntropyGradient]:
+    """:func:`entropy_gradient` for B prompts in one forward and one backward.
+
+    ``forward`` maps B leaves (1, T_b, D) to next-token logits (B, V), one row per prompt. The
+    entropies are summed before the backward; since row b's entropy depends only on leaf b (the
+    rows of a batch do not interact), each leaf's gradient is exactly its own entropy's.
+    """
+    leaves = [e.detach().requires_grad_(True) for e in embeds]  # B x (1, T_b, D)
     with torch.enable_grad():
-        logits = forward(leaf)  # (1, V)
-        h = next_token_entropy(logits)[0]  # ()
-        value = check_finite(h, what)
+        logits = forward(leaves)  # (B, V)
+        if logits.shape[0] != len(leaves):
+            raise ValueError(f"forward gave {logits.shape[0]} logit rows for {len(leaves)} prompts")
+        h = next_token_entropy(logits)  # (B,)
+        values = [check_finite(h[b], whats[b]) for b in range(len(leaves))]
         if not h.requires_grad:
             raise EmptyRelevanceError(
-                f"the first-token entropy does not depend on the input embeddings ({what}); "
+                f"the first-token entropy does not depend on the input embeddings ({whats[0]}); "
                 "the adapter's forward must use the inputs_embeds it is given"
             )
-        (grad,) = torch.autograd.grad(h, leaf)  # (1, T, D)
-    scores = grad_norm(grad[0].detach(), positions)  # (N,)
-    if not bool(torch.isfinite(scores).all()):
-        bad = int((~torch.isfinite(scores)).sum())
-        raise NonFiniteEntropyError(
-            f"entropy gradient has {bad} non-finite scores of {scores.numel()} ({what})"
-        )
-    return EntropyGradient(value, scores.cpu().numpy().astype(np.float32))
+        grads = torch.autograd.grad(h.sum(), leaves, allow_unused=True)  # B x (1, T_b, D)
+    out = []
+    for b, grad in enumerate(grads):
+        if grad is None:
+            raise EmptyRelevanceError(f"prompt {b}'s entropy does not reach its embeddings")
+        scores = grad_norm(grad[0].detach(), positions[b])  # (N_b,)
+        if not bool(torch.isfinite(scores).all()):
+            bad = int((~torch.isfinite(scores)).sum())
+            raise NonFiniteEntropyError(
+                f"entropy gradient has {bad} non-finite scores of {scores.numel()} ({whats[b]})"
+            )
+        out.append(EntropyGradient(values[b], scores.cpu().numpy().astype(np.float32)))
+    return out
 
 
 @contextlib.contextmanager

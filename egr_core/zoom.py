@@ -21,7 +21,7 @@ reason "confident"), accepting every round that finds a region.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -69,6 +69,71 @@ class ZoomTrail(Generic[P]):
         return self.rounds[self.accepted]
 
 
+@dataclass(frozen=True, slots=True)
+class Step:
+    """A round the loop asks for: map ``crops`` (``light``: forward only, no map) as ``round``."""
+
+    round: int
+    crops: tuple[Box, ...]
+    light: bool = False
+
+
+#: A loop in steps: yields the rounds it needs, is sent their outcomes, returns the trail.
+ZoomSteps = Generator[Step, RoundOutcome[P], ZoomTrail[P]]
+
+
+def zoom_steps(
+    next_crops: Callable[[Sequence[Region]], tuple[Box, ...]],
+    max_rounds: int,
+    rule: str = "spatial_entropy",
+    tau: float = 0.5,
+    min_rounds: int = 0,
+    light: bool = False,
+) -> ZoomSteps[P]:
+    """The zoom loop as a generator: it yields each :class:`Step` it needs and is sent that
+    round's :class:`RoundOutcome`; its return value is the trail. A caller can so advance many
+    questions' loops in lockstep and run each round of all of them as one batch.
+
+    Round 0 maps the page; then it zooms while the stop rule allows (default: while the spatial
+    entropy strictly decreases).
+
+    Args:
+        next_crops: top-K regions of the accepted round -> the page boxes to crop next.
+        max_rounds: zoom rounds after round 0 (>= 1 here; 0 is plain mode, handled by callers).
+        rule: "spatial_entropy" (the paper's), "fixed" or "confidence" (see the module text).
+        tau: the "confidence" rule's entropy threshold in nats.
+        min_rounds: zoom rounds accepted before the stop rule applies (<= ``max_rounds``).
+        light: the last round may be a light step (no map: a forward for the round's entropy
+            only) when nothing reads its map: no further round would cut crops from it and the
+            stop rule does not compare its spatial entropy. That round is accepted.
+    """
+    if max_rounds < 1:
+        raise ValueError(f"zoom_loop needs max_rounds >= 1, got {max_rounds}")
+    if rule not in STOP_RULES:
+        raise ValueError(f"unknown stop rule {rule!r}; expected one of {', '.join(STOP_RULES)}")
+    rounds = [(yield Step(0, ()))]
+    if not rounds[0].regions:
+        return ZoomTrail(tuple(rounds), 0, STOP_NO_REGION)
+    accepted = 0
+    for i in range(1, max_rounds + 1):
+        free = i <= min_rounds  # the stop rule does not apply yet
+        if rule == "confidence" and not free and rounds[accepted].entropy <= tau:
+            return ZoomTrail(tuple(rounds), accepted, STOP_CONFIDENT)
+        crops = next_crops(rounds[accepted].regions)
+        if light and i == max_rounds and (free or rule != "spatial_entropy"):
+            rounds.append((yield Step(i, crops, light=True)))
+            return ZoomTrail(tuple(rounds), i, STOP_MAX_ROUNDS)
+        outcome = yield Step(i, crops)
+        rounds.append(outcome)
+        if not outcome.regions:
+            return ZoomTrail(tuple(rounds), accepted, STOP_NO_REGION)
+        worse = outcome.spatial_entropy >= rounds[accepted].spatial_entropy
+        if rule == "spatial_entropy" and worse and not free:
+            return ZoomTrail(tuple(rounds), accepted, STOP_SE_INCREASE)
+        accepted = i
+    return ZoomTrail(tuple(rounds), accepted, STOP_MAX_ROUNDS)
+
+
 def zoom_loop(
     run_round: Callable[[int, tuple[Box, ...]], RoundOutcome[P]],
     next_crops: Callable[[Sequence[Region]], tuple[Box, ...]],
@@ -78,49 +143,27 @@ def zoom_loop(
     min_rounds: int = 0,
     light_round: Callable[[int, tuple[Box, ...]], RoundOutcome[P]] | None = None,
 ) -> ZoomTrail[P]:
-    """Run round 0 on the page, then zoom while the stop rule allows (default: while the spatial
-    entropy strictly decreases).
+    """:func:`zoom_steps` for one question, run to the end with callables.
 
     Args:
         run_round: ``(round_index, crop_boxes) -> RoundOutcome``; round 0 gets no crops.
-        next_crops: top-K regions of the accepted round -> the page boxes to crop next.
-        max_rounds: zoom rounds after round 0 (>= 1 here; 0 is plain mode, handled by callers).
-        rule: "spatial_entropy" (the paper's), "fixed" or "confidence" (see the module text).
-        tau: the "confidence" rule's entropy threshold in nats.
-        min_rounds: zoom rounds accepted before the stop rule applies (<= ``max_rounds``).
-        light_round: optional ``(round_index, crop_boxes) -> RoundOutcome`` without a map (no
-            regions, no spatial entropy: a forward pass for the round's entropy only). Used for
-            the last round when nothing reads its map: no further round would cut crops from it
-            and the stop rule does not compare its spatial entropy. That round is accepted.
+        light_round: ``(round_index, crop_boxes) -> RoundOutcome`` without a map, for the light
+            last round (None: every round maps).
+        The rest: see :func:`zoom_steps`.
 
     Returns:
         The trail of rounds, the accepted index and the stop reason.
     """
-    if max_rounds < 1:
-        raise ValueError(f"zoom_loop needs max_rounds >= 1, got {max_rounds}")
-    if rule not in STOP_RULES:
-        raise ValueError(f"unknown stop rule {rule!r}; expected one of {', '.join(STOP_RULES)}")
-    rounds = [run_round(0, ())]
-    if not rounds[0].regions:
-        return ZoomTrail(tuple(rounds), 0, STOP_NO_REGION)
-    accepted = 0
-    for i in range(1, max_rounds + 1):
-        free = i <= min_rounds  # the stop rule does not apply yet
-        if rule == "confidence" and not free and rounds[accepted].entropy <= tau:
-            return ZoomTrail(tuple(rounds), accepted, STOP_CONFIDENT)
-        crops = next_crops(rounds[accepted].regions)
-        if light_round is not None and i == max_rounds and (free or rule != "spatial_entropy"):
-            rounds.append(light_round(i, crops))
-            return ZoomTrail(tuple(rounds), i, STOP_MAX_ROUNDS)
-        outcome = run_round(i, crops)
-        rounds.append(outcome)
-        if not outcome.regions:
-            return ZoomTrail(tuple(rounds), accepted, STOP_NO_REGION)
-        worse = outcome.spatial_entropy >= rounds[accepted].spatial_entropy
-        if rule == "spatial_entropy" and worse and not free:
-            return ZoomTrail(tuple(rounds), accepted, STOP_SE_INCREASE)
-        accepted = i
-    return ZoomTrail(tuple(rounds), accepted, STOP_MAX_ROUNDS)
+    steps: ZoomSteps[P] = zoom_steps(
+        next_crops, max_rounds, rule, tau, min_rounds, light=light_round is not None
+    )
+    step = next(steps)
+    while True:
+        run = light_round if step.light and light_round is not None else run_round
+        try:
+            step = steps.send(run(step.round, step.crops))
+        except StopIteration as done:
+            return done.value
 
 
 def answer_round(trail: ZoomTrail[P], rule: str, min_rounds: int = 0) -> int:

@@ -50,11 +50,49 @@ def candidate_pages(view: DocView, question: Question) -> list[int]:
 
 def rank_pages(grounder: Any, view: DocView, question: Question, top_pages: int) -> list[int]:
     """The ``top_pages`` candidate pages with the lowest first-token entropy, best first."""
-    pages = candidate_pages(view, question)
-    if len(pages) <= top_pages:
-        return pages
-    scored = sorted((grounder.first_token_entropy(view.image(p), question), p) for p in pages)
-    return [p for _, p in scored[:top_pages]]
+    ranked, failures = rank_all(grounder, view, [question], top_pages)
+    if question.question_id in failures:
+        raise failures[question.question_id]
+    return ranked[question.question_id]
+
+
+def rank_all(
+    grounder: Any, view: DocView, questions: Sequence[Question], top_pages: int
+) -> tuple[dict[str, list[int]], dict[str, BaseException]]:
+    """:func:`rank_pages` for many questions: each page's questions get their first-token
+    entropies as one batch (``first_token_entropies``), so a page is encoded once for all.
+
+    Returns:
+        ``question_id -> pages`` best first, and ``question_id -> exception`` for questions that
+        could not be ranked (no processed page, or a page that failed for them).
+    """
+    ranked: dict[str, list[int]] = {}
+    failures: dict[str, BaseException] = {}
+    candidates: dict[str, list[int]] = {}
+    for q in questions:
+        try:
+            pages = candidate_pages(view, q)
+        except Exception as exc:  # noqa: BLE001 - per-item failure becomes a row
+            failures[q.question_id] = exc
+            continue
+        if len(pages) <= top_pages:
+            ranked[q.question_id] = pages
+        else:
+            candidates[q.question_id] = pages
+    scores: dict[str, list[tuple[float, int]]] = {qid: [] for qid in candidates}
+    for page in sorted({p for pages in candidates.values() for p in pages}):
+        on_page = [q for q in questions if page in candidates.get(q.question_id, ())]
+        try:
+            entropies = grounder.first_token_entropies(view.image(page), on_page)
+        except Exception as exc:  # noqa: BLE001 - per-item failure becomes a row
+            failures.update({q.question_id: exc for q in on_page})
+            continue
+        for q, h in zip(on_page, entropies, strict=True):
+            scores[q.question_id].append((h, page))
+    for qid, scored in scores.items():
+        if qid not in failures:
+            ranked[qid] = [p for _, p in sorted(scored)[:top_pages]]
+    return ranked, failures
 
 
 def by_page(ranked: Mapping[str, Sequence[int]], questions: Sequence[Question]) -> dict[int, list]:

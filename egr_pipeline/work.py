@@ -154,13 +154,7 @@ def _answer_batches(
         _commit(store, ctx, spec, st, A.item_rows(ctx, view, pending, [], fails))
         advance(len(pending))
         return
-    ranked: dict[str, list[int]] = {}
-    failures: dict[str, BaseException] = {}
-    for q in pending:
-        try:
-            ranked[q.question_id] = A.rank_pages(egg, view, q, spec.top_pages)
-        except Exception as exc:  # noqa: BLE001 - per-item failure becomes a row
-            failures[q.question_id] = exc
+    ranked, failures = A.rank_all(egg, view, pending, spec.top_pages)
     if failures:
         unranked = [q for q in pending if q.question_id in failures]
         _commit(store, ctx, spec, st, A.item_rows(ctx, view, unranked, [], failures))

@@ -19,7 +19,6 @@ The gradient of EGG is still taken w.r.t. the decoder input embeddings (method.m
 from __future__ import annotations
 
 import hashlib
-import inspect
 from typing import Any, ClassVar
 
 import torch
@@ -27,6 +26,7 @@ from PIL import Image
 
 from egr_core.adapters import _hf_common as hf
 from egr_core.adapters import register
+from egr_core.adapters._mrope import MRopeDecoder
 from egr_core.adapters.base import ImageCache, PreparedInputs, legible_defaults
 from egr_core.errors import InputError, TokenLayoutMismatchError
 from egr_core.types import Box, GridSpan, TokenLayout
@@ -35,7 +35,7 @@ _MAX_ASPECT = 200  # the Qwen image processor refuses more extreme aspect ratios
 
 
 @register
-class QwenVLAdapter:
+class QwenVLAdapter(MRopeDecoder):
     """Qwen2-VL / Qwen2.5-VL / Qwen3-VL behind the :class:`VLMAdapter` protocol."""
 
     model_types: ClassVar[tuple[str, ...]] = ("qwen2_vl", "qwen2_5_vl", "qwen3_vl")
@@ -254,128 +254,6 @@ class QwenVLAdapter:
             ]  # L x (N, D)
         return embeds
 
-    # ------------------------------------------------------------------ decoder
-    @staticmethod
-    def decoder(model: Any) -> torch.nn.Module:
-        """The language model: the module that receives ``inputs_embeds``."""
-        return model.model.language_model
-
-    def rope_positions(self, model: Any, prepared: PreparedInputs) -> torch.Tensor:
-        """Real M-RoPE position ids (3, 1, T) from ``model.model.get_rope_index``."""
-        mi = prepared.model_inputs
-        position_ids, _deltas = model.model.get_rope_index(
-            input_ids=mi["input_ids"],
-            mm_token_type_ids=mi["mm_token_type_ids"],
-            image_grid_thw=mi["image_grid_thw"],
-            attention_mask=mi.get("attention_mask"),
-        )
-        return position_ids  # (3, 1, T)
-
-    def _decoder_kwargs(self, prepared: PreparedInputs, device: torch.device) -> dict[str, Any]:
-        if prepared.extra.get("model_type") != "qwen3_vl":
-            return {}
-        if "deepstack" not in prepared.extra:
-            raise RuntimeError("Qwen3-VL: call embed() before the decoder (DeepStack features)")
-        ids = prepared.model_inputs["input_ids"].to(device)
-        return {
-            "visual_pos_masks": ids == prepared.extra["image_token_id"],  # (1, T)
-            "deepstack_visual_embeds": prepared.extra["deepstack"],
-        }
-
-    def next_token_logits(
-        self, model: Any, prepared: PreparedInputs, inputs_embeds: torch.Tensor
-    ) -> torch.Tensor:
-        """Decoder forward with M-RoPE positions; logits (1, V) at the last position, float32."""
-        device = inputs_embeds.device
-        attn = prepared.model_inputs.get("attention_mask")
-        out = self.decoder(model)(
-            inputs_embeds=inputs_embeds,
-            attention_mask=None if attn is None else attn.to(device),
-            position_ids=self.rope_positions(model, prepared).to(device),
-            use_cache=False,
-            **self._decoder_kwargs(prepared, device),
-        )
-        last = out.last_hidden_state[:, -1, :]  # (1, D)
-        return model.lm_head(last).float()  # (1, V)
-
-    def generate_ids(
-        self, model: Any, prepared: PreparedInputs, inputs_embeds: torch.Tensor, max_new_tokens: int
-    ) -> torch.Tensor:
-        """Greedy decoding with a KV cache from precomputed embeddings; no second vision pass.
-
-        Prompt positions are M-RoPE; each generated token sits at ``max(prompt positions) + 1 +
-        step`` on all three axes, as in the model's own ``generate``.
-
-        Returns:
-            (n,) generated token ids, including the EOS token if one was produced.
-        """
-        return self._greedy(model, prepared, inputs_embeds, max_new_tokens)[0]
-
-    def _greedy(
-        self, model: Any, prepared: PreparedInputs, inputs_embeds: torch.Tensor, max_new_tokens: int
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(generated ids (n,), float32 logits (1, V) of the prefill = the first answer token)."""
-        eos = model.generation_config.eos_token_id
-        eos_ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
-        dec, table = self.decoder(model), model.get_input_embeddings()
-        attn = prepared.model_inputs.get("attention_mask")
-        if attn is None:
-            attn = torch.ones(inputs_embeds.shape[:2], dtype=torch.long)  # (1, T)
-        attn = attn.to(inputs_embeds.device)
-        positions = self.rope_positions(model, prepared).to(inputs_embeds.device)  # (3, 1, T)
-        next_pos = int(positions.max()) + 1
-        out_ids: list[int] = []
-        with torch.no_grad():
-            out = dec(
-                inputs_embeds=inputs_embeds.detach(), attention_mask=attn, position_ids=positions,
-                use_cache=True, **self._decoder_kwargs(prepared, inputs_embeds.device),
-            )  # fmt: skip
-            first: torch.Tensor | None = None
-            for _ in range(max_new_tokens):
-                logits = model.lm_head(out.last_hidden_state[:, -1, :])  # (1, V)
-                if first is None:
-                    first = logits.float()
-                tok = int(logits.argmax(-1))
-                out_ids.append(tok)
-                if tok in eos_ids:
-                    break
-                step = table(torch.tensor([[tok]], device=inputs_embeds.device))  # (1, 1, D)
-                attn = torch.cat([attn, attn.new_ones((1, 1))], dim=1)  # (1, T + k)
-                pos = torch.full((3, 1, 1), next_pos, dtype=positions.dtype, device=attn.device)
-                next_pos += 1
-                out = dec(
-                    inputs_embeds=step, attention_mask=attn, position_ids=pos, use_cache=True,
-                    **_cache_kwargs(dec, out),
-                )  # fmt: skip
-            if first is None:
-                first = model.lm_head(out.last_hidden_state[:, -1, :]).float()
-        return torch.tensor(out_ids, dtype=torch.long), first
-
-    def generate_with_logits(
-        self,
-        model: Any,
-        processor: Any,
-        prepared: PreparedInputs,
-        inputs_embeds: torch.Tensor,
-        max_new_tokens: int,
-    ) -> tuple[str, torch.Tensor]:
-        """Greedy answer text and the prefill's first-token logits (1, V) float32: one prefill
-        serves both the plain-mode entropy and the answer."""
-        ids, first = self._greedy(model, prepared, inputs_embeds, max_new_tokens)
-        return processor.tokenizer.decode(ids.tolist(), skip_special_tokens=True).strip(), first
-
-    def generate(
-        self,
-        model: Any,
-        processor: Any,
-        prepared: PreparedInputs,
-        inputs_embeds: torch.Tensor,
-        max_new_tokens: int,
-    ) -> str:
-        """Greedy answer text (special tokens dropped, surrounding whitespace stripped)."""
-        ids = self.generate_ids(model, prepared, inputs_embeds, max_new_tokens)
-        return processor.tokenizer.decode(ids.tolist(), skip_special_tokens=True).strip()
-
 
 def _processor_model_type(processor: Any) -> str:
     name = type(processor).__name__
@@ -384,12 +262,3 @@ def _processor_model_type(processor: Any) -> str:
     if name.startswith("Qwen2_5_VL"):
         return "qwen2_5_vl"
     return "qwen2_vl"
-
-
-def _cache_kwargs(decoder: Any, out: Any) -> dict[str, Any]:
-    """The KV cache of ``out`` as the decoder's next-step keyword: ``cache`` in transformers
-    >= 5.24 (``past_key_values`` there warns a FutureWarning on every step), else the old name."""
-    if "cache" in inspect.signature(decoder.forward).parameters:
-        return {"cache": out.cache if "cache" in getattr(out, "__dataclass_fields__", {}) else
-                out.past_key_values}  # fmt: skip
-    return {"past_key_values": out.past_key_values}

@@ -92,7 +92,7 @@ def test_real_mrope_positions(qwen: TinyVLM) -> None:
         out = qwen.adapter.decoder(qwen.model)(
             inputs_embeds=embeds,
             position_ids=flat,
-            **qwen.adapter._decoder_kwargs(prep, embeds.device),
+            **qwen.adapter._decoder_kwargs([prep], embeds.shape[1], embeds.device),
         )
         one_d = qwen.model.lm_head(out.last_hidden_state[:, -1]).float()
     assert not torch.allclose(real, one_d, atol=1e-6)

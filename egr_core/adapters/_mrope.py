@@ -1,0 +1,214 @@
+"""Decoding for M-RoPE language models (the Qwen-VL family): real 3-axis positions from
+``get_rope_index``, B prompts in one right-padded decoder pass, and greedy decoding of B prompts
+with one KV cache, all from precomputed input embeddings (no second vision pass).
+
+Right padding keeps batching exact without an attention mask: a token never attends to the
+padding after it, so each row of a batch computes what it computes alone; decode steps mask the
+padding out. The adapter supplies ``decoder(model)`` and, for DeepStack (Qwen3-VL), ``embed``
+fills ``prepared.extra["deepstack"]``.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from egr_core.adapters.base import PreparedInputs
+
+
+class MRopeDecoder:
+    """Decoder calls of an adapter whose language model takes M-RoPE positions."""
+
+    @staticmethod
+    def decoder(model: Any) -> torch.nn.Module:
+        """The language model: the module that receives ``inputs_embeds``."""
+        return model.model.language_model
+
+    def rope_positions(self, model: Any, prepared: PreparedInputs) -> torch.Tensor:
+        """Real M-RoPE position ids (3, 1, T) from ``model.model.get_rope_index``."""
+        mi = prepared.model_inputs
+        position_ids, _deltas = model.model.get_rope_index(
+            input_ids=mi["input_ids"],
+            mm_token_type_ids=mi["mm_token_type_ids"],
+            image_grid_thw=mi["image_grid_thw"],
+            attention_mask=mi.get("attention_mask"),
+        )
+        return position_ids  # (3, 1, T)
+
+    def _decoder_kwargs(
+        self, preps: Sequence[PreparedInputs], width: int, device: torch.device
+    ) -> dict[str, Any]:
+        """Qwen3-VL's DeepStack inputs for right-padded rows of ``width`` tokens (else none)."""
+        if preps[0].extra.get("model_type") != "qwen3_vl":
+            return {}
+        if any("deepstack" not in p.extra for p in preps):
+            raise RuntimeError("Qwen3-VL: call embed() before the decoder (DeepStack features)")
+        masks = []
+        for p in preps:
+            ids = p.model_inputs["input_ids"].to(device)  # (1, T_b)
+            masks.append(_pad_last(ids == p.extra["image_token_id"], width, False))
+        layers = len(preps[0].extra["deepstack"])
+        return {
+            "visual_pos_masks": torch.cat(masks, dim=0),  # (B, W): row-major, like the features
+            "deepstack_visual_embeds": [
+                torch.cat([p.extra["deepstack"][k] for p in preps], dim=0) for k in range(layers)
+            ],
+        }
+
+    def _prefill(
+        self, model: Any, preps: Sequence[PreparedInputs], embeds: Sequence[torch.Tensor], **kw: Any
+    ) -> tuple[Any, torch.Tensor, list[int], torch.Tensor]:
+        """One decoder pass over B prompts, right-padded to the longest: a token never attends to
+        the padding after it, so each row computes exactly what it computes alone (no mask).
+
+        Returns the decoder output, M-RoPE positions (3, B, W), the prompt lengths and the
+        float32 logits (B, V) at each prompt's last token.
+        """
+        if len(preps) != len(embeds) or not preps:
+            raise ValueError(f"{len(preps)} prompts but {len(embeds)} embeddings")
+        device = embeds[0].device
+        lengths = [int(e.shape[1]) for e in embeds]
+        width = max(lengths)
+        x = torch.cat([_pad_tokens(e, width) for e in embeds], dim=0)  # (B, W, D)
+        positions = torch.cat(
+            [_pad_last(self.rope_positions(model, p).to(device), width, 0) for p in preps], dim=1
+        )  # (3, B, W)
+        out = self.decoder(model)(
+            inputs_embeds=x, attention_mask=None, position_ids=positions,
+            **self._decoder_kwargs(preps, width, device), **kw,
+        )  # fmt: skip
+        rows = torch.arange(len(lengths), device=device)
+        last = out.last_hidden_state[rows, torch.tensor(lengths, device=device) - 1]  # (B, D)
+        return out, positions, lengths, model.lm_head(last).float()
+
+    def batch_next_token_logits(
+        self, model: Any, preps: Sequence[PreparedInputs], embeds: Sequence[torch.Tensor]
+    ) -> torch.Tensor:
+        """:meth:`next_token_logits` of B prompts in one decoder pass: (B, V) float32; each row
+        is differentiable w.r.t. its own embeddings only."""
+        return self._prefill(model, preps, embeds, use_cache=False)[3]
+
+    def next_token_logits(
+        self, model: Any, prepared: PreparedInputs, inputs_embeds: torch.Tensor
+    ) -> torch.Tensor:
+        """Decoder forward with M-RoPE positions; logits (1, V) at the last position, float32."""
+        return self.batch_next_token_logits(model, [prepared], [inputs_embeds])
+
+    def generate_ids(
+        self, model: Any, prepared: PreparedInputs, inputs_embeds: torch.Tensor, max_new_tokens: int
+    ) -> torch.Tensor:
+        """Greedy decoding with a KV cache from precomputed embeddings; no second vision pass.
+
+        Prompt positions are M-RoPE; each generated token sits at ``max(prompt positions) + 1 +
+        step`` on all three axes, as in the model's own ``generate``.
+
+        Returns:
+            (n,) generated token ids, including the EOS token if one was produced.
+        """
+        return self._greedy(model, [prepared], [inputs_embeds], max_new_tokens)[0][0]
+
+    def _greedy(
+        self,
+        model: Any,
+        preps: Sequence[PreparedInputs],
+        embeds: Sequence[torch.Tensor],
+        max_new_tokens: int,
+    ) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Greedy decoding of B right-padded prompts together: per prompt, the generated ids (n,)
+        (up to and including EOS) and the float32 logits (1, V) of the prefill."""
+        eos = model.generation_config.eos_token_id
+        eos_ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
+        dec, table = self.decoder(model), model.get_input_embeddings()
+        with torch.no_grad():
+            detached = [e.detach() for e in embeds]
+            out, positions, lengths, first = self._prefill(model, preps, detached, use_cache=True)
+            device, n = first.device, len(lengths)
+            # decode steps see each prompt's real tokens and the tokens generated so far
+            attn = torch.zeros((n, positions.shape[-1]), dtype=torch.long, device=device)
+            for b, length in enumerate(lengths):
+                attn[b, :length] = 1
+            next_pos = positions.amax(dim=(0, 2)) + 1  # (B,)
+            ids: list[list[int]] = [[] for _ in range(n)]
+            done = [False] * n
+            logits = first
+            for _ in range(max_new_tokens):
+                toks = logits.argmax(-1)  # (B,)
+                for b in range(n):
+                    if not done[b]:
+                        ids[b].append(int(toks[b]))
+                        done[b] = int(toks[b]) in eos_ids
+                if all(done):
+                    break
+                attn = torch.cat([attn, attn.new_ones((n, 1))], dim=1)
+                pos = next_pos.view(1, n, 1).expand(3, n, 1).to(positions.dtype)
+                next_pos = next_pos + 1
+                out = dec(
+                    inputs_embeds=table(toks.view(n, 1)), attention_mask=attn, position_ids=pos,
+                    use_cache=True, **_cache_kwargs(dec, out),
+                )  # fmt: skip
+                logits = model.lm_head(out.last_hidden_state[:, -1, :]).float()  # (B, V)
+        return [(torch.tensor(ids[b], dtype=torch.long), first[b : b + 1]) for b in range(n)]
+
+    def batch_generate_with_logits(
+        self,
+        model: Any,
+        processor: Any,
+        preps: Sequence[PreparedInputs],
+        embeds: Sequence[torch.Tensor],
+        max_new_tokens: int,
+    ) -> list[tuple[str, torch.Tensor]]:
+        """:meth:`generate_with_logits` of B prompts decoded together."""
+        decode = processor.tokenizer.decode
+        return [
+            (decode(ids.tolist(), skip_special_tokens=True).strip(), first)
+            for ids, first in self._greedy(model, preps, embeds, max_new_tokens)
+        ]
+
+    def generate_with_logits(
+        self,
+        model: Any,
+        processor: Any,
+        prepared: PreparedInputs,
+        inputs_embeds: torch.Tensor,
+        max_new_tokens: int,
+    ) -> tuple[str, torch.Tensor]:
+        """Greedy answer text and the prefill's first-token logits (1, V) float32: one prefill
+        serves both the plain-mode entropy and the answer."""
+        return self.batch_generate_with_logits(
+            model, processor, [prepared], [inputs_embeds], max_new_tokens
+        )[0]
+
+    def generate(
+        self,
+        model: Any,
+        processor: Any,
+        prepared: PreparedInputs,
+        inputs_embeds: torch.Tensor,
+        max_new_tokens: int,
+    ) -> str:
+        """Greedy answer text (special tokens dropped, surrounding whitespace stripped)."""
+        ids = self.generate_ids(model, prepared, inputs_embeds, max_new_tokens)
+        return processor.tokenizer.decode(ids.tolist(), skip_special_tokens=True).strip()
+
+
+def _pad_tokens(x: torch.Tensor, width: int) -> torch.Tensor:
+    """(1, T, D) embeddings zero-padded after the last token to (1, width, D)."""
+    return torch.nn.functional.pad(x, (0, 0, 0, width - x.shape[1]))
+
+
+def _pad_last(x: torch.Tensor, width: int, value: int | bool) -> torch.Tensor:
+    """Positions (3, 1, T) or a mask (1, T) padded with ``value`` along the token axis."""
+    pad = x.new_full((*x.shape[:-1], width - x.shape[-1]), value)
+    return torch.cat([x, pad], dim=-1)
+
+
+def _cache_kwargs(decoder: Any, out: Any) -> dict[str, Any]:
+    """The KV cache of ``out`` as the decoder's next-step keyword: ``cache`` in transformers
+    >= 5.24 (``past_key_values`` there warns a FutureWarning on every step), else the old name."""
+    if "cache" in inspect.signature(decoder.forward).parameters:
+        return {"cache": out.cache if "cache" in getattr(out, "__dataclass_fields__", {}) else
+                out.past_key_values}  # fmt: skip
+    return {"past_key_values": out.past_key_values}
