@@ -21,22 +21,33 @@ Guarantees:
 
 from __future__ import annotations
 
+import hashlib
 import inspect
 import time
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
+import torch
 from PIL import Image
 
 from egr_core import regions
 from egr_core.adapters import VLMAdapter, get_adapter
+from egr_core.adapters.base import ImageCache
 from egr_core.config import EgrConfig
 from egr_core.errors import InputError
 from egr_core.imaging import CropFn, raster_crop_fn, region_crops
 from egr_core.relevance import frozen
-from egr_core.rounds import DEFAULT_BATCH_TOKENS, Ask, PageCall, RoundData, RoundRunner, ms
+from egr_core.rounds import (
+    DEFAULT_BATCH_TOKENS,
+    PREPROCESS_CACHE_SIZE,
+    Ask,
+    PageCall,
+    RoundData,
+    RoundRunner,
+    ms,
+)
 from egr_core.types import Box, GroundedAnswer, Question, Region, Status, ZoomRound
 from egr_core.zoom import RoundOutcome, Step, ZoomSteps, ZoomTrail, answer_round, zoom_steps
 
@@ -47,6 +58,9 @@ DEFAULT_MIN_IMAGE_SIDE = 28
 #: Most legible windows cut for one region wider than a window, and for one round in all.
 MAX_WINDOWS_PER_REGION = 3
 MAX_CROPS_PER_ROUND = 4
+#: Pages whose preprocessing and vision features outlive a call (ranking a page, then grounding
+#: its questions in batches, encode it once).
+PAGES_KEPT = 2
 
 
 class EntropyGradientGrounding:
@@ -85,6 +99,7 @@ class EntropyGradientGrounding:
         #: batches (decoder calls), batch_splits (batches retried smaller after running out of
         #: memory).
         self.stats: Counter[str] = Counter()
+        self._pages: OrderedDict[Any, tuple[ImageCache, dict[Any, torch.Tensor]]] = OrderedDict()
         self.steps = RoundRunner(
             model, processor, self.adapter, self.config,
             model_type=self.model_type, min_image_side=self.min_image_side,
@@ -122,7 +137,7 @@ class EntropyGradientGrounding:
         qs = self._questions(questions)
         self._check_image(page, "page image")
         pt = page_size_pt or (float(page.width), float(page.height))
-        call = PageCall(page.convert("RGB"), crop_fn or raster_crop_fn(page), pt)
+        call = self._page_call(page, crop_fn or raster_crop_fn(page), pt)
         with frozen(self.model):
             if self.config.max_rounds == 0:
                 return self._plain(call, qs)
@@ -138,7 +153,7 @@ class EntropyGradientGrounding:
         """:meth:`first_token_entropy` of several questions about one page, as one batch."""
         qs = self._questions(questions)
         self._check_image(page, "page image")
-        call = PageCall(page.convert("RGB"), raster_crop_fn(page), (page.width, page.height))
+        call = self._page_call(page, raster_crop_fn(page), (page.width, page.height))
         with frozen(self.model):
             rounds = self.steps.forwards(call, [Ask(q, (), 0) for q in qs], with_answer=False)
         return [r.entropy for r in rounds]
@@ -167,6 +182,20 @@ class EntropyGradientGrounding:
                 f"{what} is {image.width}x{image.height} px, too small for the {self.model_type} "
                 f"processor (minimum side {self.min_image_side} px)"
             )
+
+    def _page_call(
+        self, page: Image.Image, crop_fn: CropFn, page_pt: tuple[float, float]
+    ) -> PageCall:
+        """A call's state for ``page``; the preprocessing and vision features of the last
+        :data:`PAGES_KEPT` pages (by pixel content) carry over, so ranking a page and grounding
+        its questions in several batches encode it once. Crops are cut afresh per call."""
+        rgb = page.convert("RGB")
+        key = (rgb.size, hashlib.blake2b(rgb.tobytes(), digest_size=20).hexdigest())
+        shared = self._pages.pop(key, None) or (ImageCache(PREPROCESS_CACHE_SIZE), {})
+        self._pages[key] = shared
+        while len(self._pages) > PAGES_KEPT:
+            self._pages.popitem(last=False)
+        return PageCall(rgb, crop_fn, page_pt, images=shared[0], features=shared[1])
 
     def _plain(self, call: PageCall, qs: list[Question]) -> list[GroundedAnswer]:
         """The baseline: [page] + question, answered from one prefill per question."""

@@ -151,3 +151,21 @@ def test_summed_entropies_give_each_row_its_own_gradient(
         assert t.entropy == pytest.approx(a.entropy, rel=1e-5)
         assert np.allclose(t.scores, a.scores, rtol=1e-3, atol=1e-6 * float(a.scores.max()))
     assert not np.allclose(together[0].scores, together[1].scores), "rows must differ"
+
+
+def test_ranking_then_grounding_a_page_encodes_it_once(
+    tiny_vlm_factory: Callable[[str], TinyVLM],
+) -> None:
+    tiny = tiny_vlm_factory("qwen2_vl")
+    plain = CONFIG.replace(max_rounds=0, min_rounds=0)
+    egg = EntropyGradientGrounding(tiny.model, tiny.processor, tiny.adapter, plain)
+    page = make_page(320, 420, seed=7)
+    entropies = egg.first_token_entropies(page, QUESTIONS)
+    egg.ground(page.copy(), QUESTIONS[:2])  # same pixels, another image object
+    egg.ground(page, QUESTIONS[2:])
+    assert egg.stats["vision_encodes"] == 1
+    other = make_page(320, 420, seed=8)
+    egg.ground(other, QUESTIONS[:1])
+    assert egg.stats["vision_encodes"] == 2, "a different page is encoded"
+    answers = egg.ground(page, QUESTIONS)
+    assert [a.entropy_before for a in answers] == pytest.approx(entropies, rel=1e-4)

@@ -270,3 +270,17 @@ def test_check_readable_explains_missing_and_empty_roots(tmp_path: Path) -> None
     store.begin_run(records.RunContext("r0", "m", "c", "0.1.0"))
     with pytest.raises(StoreError, match="no committed results"):
         store.check_readable()
+
+
+def test_latency_is_the_cores_total_not_the_sum_of_its_parts(fx: Fixture) -> None:
+    from dataclasses import replace
+
+    ctx = records.RunContext("r-lat", "m", "h", "0")
+    q = QUESTIONS[0]
+    g = grounded(q.question_id, q.text, "x", [Box(0.1, 0.1, 0.3, 0.2)])
+    timed = replace(g, timings_ms={"forward_ms": 30.0, "generate_ms": 10.0, "total_ms": 40.0})
+    (row,) = answer_rows(ctx, "d" * 64, 0, records.PageSize(PAGE_W, PAGE_H), timed)["answers"]
+    assert row["latency_ms"] == 40.0
+    parts = replace(g, timings_ms={"forward_ms": 30.0, "generate_ms": 10.0})
+    (row,) = answer_rows(ctx, "d" * 64, 0, records.PageSize(PAGE_W, PAGE_H), parts)["answers"]
+    assert row["latency_ms"] == 40.0
