@@ -57,6 +57,7 @@ def main() -> None:
     ap.add_argument("--docs", type=int, default=6)
     ap.add_argument("--max-rounds", type=int, default=1)
     ap.add_argument("--questions", type=int, default=2)
+    ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
 
     import torch
@@ -90,6 +91,13 @@ def main() -> None:
     t = time.perf_counter()
     summary = run_corpus_qa(params("flow"))
     flow_s = time.perf_counter() - t
+    if args.json:
+        print(json.dumps({
+            "docs": args.docs, "pages": pages, "items": summary.n_items,
+            "max_rounds": args.max_rounds, "loop_s_per_page": loop_s / pages,
+            "flow_s_per_page": flow_s / summary.n_pages, "ratio": flow_s / loop_s,
+        }, indent=2))  # fmt: skip
+        return
     print(f"pages: {pages} (flow: {summary.n_pages}), items: {summary.n_items}")
     print(f"plain loop: {loop_s:.2f} s  ({loop_s / pages:.3f} s/page)")
     print(f"prefect flow: {flow_s:.2f} s  ({flow_s / summary.n_pages:.3f} s/page)")
