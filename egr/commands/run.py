@@ -49,7 +49,9 @@ class BarsReporter:
             self.futures.setdefault(stage, []).extend(futures)
             if stage not in self.tasks:
                 self.tasks[stage] = self.progress.add_task(stage, total=0)
-            self.progress.update(self.tasks[stage], total=len(self.futures[stage]))
+            # a total set in advance (count) stays: futures may be added as the run goes
+            known = self.progress.tasks[self.tasks[stage]].total or 0
+            self.progress.update(self.tasks[stage], total=max(known, len(self.futures[stage])))
 
     def count(self, stage: str, total: int | None = None, advance: int = 0) -> None:
         """A counter bar (questions): its total, or ``advance`` more done."""

@@ -60,7 +60,9 @@ def test_run_writes_tables_bad_documents_are_rows_rerun_skips_and_gate_fails(
     pool = render_pool(1024, 1)
     seen = _Counts()
     first = run_corpus_qa(_params(corpus, out, tiny_model), reporter=seen)
-    assert seen.totals == {"questions": 8} and seen.advanced["questions"] == 8  # progress in items
+    # progress in items; the document stages know their totals before their tasks start
+    assert seen.totals == {"questions": 8, "rasterize": 4, "answer": 4}
+    assert seen.advanced["questions"] == 8
     store = Store(str(out))
     docs = {Path(r["uri"]).name: r for r in store.read("documents").to_pylist()}
     assert docs["broken.pdf"]["status"] == "corrupt"
