@@ -32,13 +32,11 @@ from tasks.plan import plan_corpus
 from tasks.rasterize import rasterize_document
 from tasks.summarise import publish_summary
 
-#: Threads running this flow's tasks (Prefect's default is a thread per submitted task; when all
-#: documents were submitted at once, a run's peak memory grew with its corpus: 2.2 GB at 100
-#: pages, 4.5 GB at 1,000). The flow keeps few tasks in flight (see ``_process``); this bounds
-#: deployments' runs too.
+#: Threads running this flow's tasks in this process (Prefect's default is a thread per
+#: submitted task; when all documents were submitted at once, a run's peak memory grew with its
+#: corpus: 2.2 GB at 100 pages, 4.5 GB at 1,000). The flow keeps few tasks in flight (see
+#: ``_process``); a run allowing more documents in flight gets as many threads.
 TASK_THREADS = 8
-#: Documents rendered ahead of the answer step, per sandbox render worker.
-RENDERS_IN_FLIGHT = 2
 
 
 @flow(
@@ -108,9 +106,9 @@ def _process(p: RunParams, run: RunPlan, stop) -> tuple[list, Exception | None]:
     """Rasterize the documents a few at a time and answer each as soon as it is rendered;
     returns the outcomes and the error that stopped the run early (no model slot), if any.
 
-    At most ``RENDERS_IN_FLIGHT`` documents per render worker are rendering, and a new one starts
-    only while fewer than two per model slot wait for their answer step: tasks (and their
-    threads), rendered pages on disk and memory stay bounded however large the corpus.
+    At most two documents per render worker are rendering, and a new one starts only while
+    fewer than ``RunParams.in_flight`` are rendering or waiting for their answer step: tasks (and
+    their threads), rendered pages on disk and memory stay bounded however large the corpus.
     """
     so = p.storage_options
     progress.total("questions", run.plan.n_items - run.plan.n_done)
@@ -118,8 +116,7 @@ def _process(p: RunParams, run: RunPlan, stop) -> tuple[list, Exception | None]:
         progress.total(stage, len(run.todo))
     ws, spec, work = run.plan.workspace, p.render_spec(), p.work_spec(run.config, run.prior)
     todo = iter(run.todo)
-    rendering = RENDERS_IN_FLIGHT * max(1, spec.workers)
-    ahead = rendering + 2 * max(1, p.gpu_slots)
+    rendering, ahead = p.in_flight()
     rasters: dict[Any, DocItem] = {}
     answers: dict[Any, DocItem] = {}
     outcomes: list[DocOutcome] = []
@@ -176,7 +173,12 @@ def run_corpus_qa(
     """
     progress.set_reporter(reporter)
     try:
+        if workers and params.documents_in_flight is None:  # keep every Dask worker busy
+            ahead = max(params.in_flight()[1], 3 * workers)
+            params = params.model_copy(update={"documents_in_flight": ahead})
         runner = task_runner(dask_address=dask_address, workers=workers)
+        if runner is None and params.in_flight()[1] > TASK_THREADS:
+            runner = ThreadPoolTaskRunner(max_workers=params.in_flight()[1])
         flow_fn = corpus_qa.with_options(task_runner=runner) if runner is not None else corpus_qa
         with _no_flow_heartbeats():
             return flow_fn(params=params)

@@ -60,6 +60,9 @@ class RunParams(BaseModel):
             the document is an "out_of_memory" (or "crashed") status row.
         render_workers: sandboxed render worker processes, kept warm across the documents of a
             run, per flow (or Dask worker) process.
+        documents_in_flight: documents rendering or rendered and waiting for their answer step
+            at once; None = 2 per render worker + 2 per model slot. Raise it to keep a Dask
+            cluster of many workers busy (``egr run --workers N`` does).
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -89,6 +92,7 @@ class RunParams(BaseModel):
     render_timeout_s: float = Field(default=120.0, gt=0)
     render_memory_mb: int = Field(default=2048, ge=16)
     render_workers: int = Field(default=2, ge=1)
+    documents_in_flight: int | None = Field(default=None, ge=1)
 
     def overrides(self) -> dict[str, Any]:
         """The explicit EgrConfig overrides (None values mean "keep the default")."""
@@ -111,6 +115,14 @@ class RunParams(BaseModel):
             self.retry_budget, GPU_LIMIT, self.gpu_slots, self.slot_timeout_s, self.slot_dir,
             prior,
         )  # fmt: skip
+
+    def in_flight(self) -> tuple[int, int]:
+        """(documents rendering at once, documents rendering or waiting for the answer step);
+        an explicit ``documents_in_flight`` bounds both (on Dask, renders run on every worker)."""
+        if self.documents_in_flight is not None:
+            return self.documents_in_flight, self.documents_in_flight
+        rendering = 2 * self.render_workers
+        return rendering, rendering + 2 * self.gpu_slots
 
     def render_spec(self) -> RenderSpec:
         """What the rasterize step needs: page budget and sandbox limits."""

@@ -188,6 +188,12 @@ def command(
     render_workers: Annotated[
         int, typer.Option(help="Sandboxed render worker processes.", min=1)
     ] = 2,
+    documents_in_flight: Annotated[
+        int | None,
+        typer.Option(
+            help="Documents rendering or awaiting answers at once [2/worker + 2/slot].", min=1
+        ),
+    ] = None,
     dask_address: Annotated[str | None, typer.Option(help="Run tasks on this Dask.")] = None,
     workers: Annotated[
         int | None, typer.Option(help="Local Dask cluster of N workers.", min=1)
@@ -224,6 +230,7 @@ def command(
         render_timeout_s=render_timeout, render_memory_mb=render_memory_mb,
         render_workers=render_workers, storage_options=storage, batch_size=batch_size,
         retry_budget=retry_budget, gpu_slots=gpu_slots, slot_timeout_s=slot_timeout,
+        documents_in_flight=documents_in_flight,
     )  # fmt: skip
     exit_now_on_ctrl_c(out, existed)
     try:

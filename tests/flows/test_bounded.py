@@ -10,7 +10,6 @@ from pathlib import Path
 import tasks.answer as answer_task
 import tasks.rasterize as raster_task
 from egr_pipeline.store import Store
-from flows import corpus_qa
 from flows.corpus_qa import run_corpus_qa
 from flows.params import RunParams
 
@@ -55,8 +54,15 @@ def test_documents_in_flight_stay_bounded(
     assert summary.n_documents == N_DOCS and summary.n_failed == 0
     answers = Store(str(tmp_path / "out")).read("answers")
     assert answers.num_rows == N_DOCS, "every document answered exactly once"
-    rendering = corpus_qa.RENDERS_IN_FLIGHT * 1
+    rendering, ahead = params.in_flight()
+    assert (rendering, ahead) == (2, 4)
     assert 1 <= seen["max_rendering"] <= rendering
-    ahead = rendering + 2 * params.gpu_slots
     assert seen["max_ahead"] <= ahead, f"{seen['max_ahead']} documents ahead of answering"
     assert seen["started"] == N_DOCS
+
+
+def test_documents_in_flight_follow_workers_slots_or_the_explicit_bound() -> None:
+    base = {"source": "in", "questions": "q.yaml", "model": "m"}
+    assert RunParams(**base).in_flight() == (4, 6)  # 2 render workers, 1 slot
+    assert RunParams(**base, render_workers=1, gpu_slots=3).in_flight() == (2, 8)
+    assert RunParams(**base, documents_in_flight=12).in_flight() == (12, 12)
