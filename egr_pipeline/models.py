@@ -89,6 +89,14 @@ def default_model() -> str:
     return str(found[0].load()())
 
 
+def set_threads(n: int) -> None:
+    """Torch's intra-op threads for this process's model work (a process-wide setting)."""
+    import torch
+
+    if torch.get_num_threads() != n:
+        torch.set_num_threads(n)
+
+
 def load_count() -> int:
     """Loads performed by this process so far (for ``dask.distributed.Client.run``)."""
     return LOAD_COUNT

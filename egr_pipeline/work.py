@@ -23,7 +23,7 @@ from egr_core.types import Question
 from egr_pipeline import answering as A
 from egr_pipeline import faults
 from egr_pipeline.budget import RETRY_STATUSES, apply_budget
-from egr_pipeline.models import load_model
+from egr_pipeline.models import load_model, set_threads
 from egr_pipeline.rasterize import RasterizedDoc, open_view
 from egr_pipeline.records import RunContext, merge, work_key
 from egr_pipeline.slots import RunCancelled, SlotTimeout, model_slot
@@ -49,6 +49,9 @@ class WorkSpec:
     slot_timeout_s: float = 3600.0
     slot_dir: str | None = None
     prior: dict[str, list[str]] = field(default_factory=dict)  # work_key -> earlier tries
+    #: torch threads of the model work in this process (None: torch's default, one per core);
+    #: 1 is faster on a CPU that other work shares
+    threads: int | None = None
 
 
 @dataclass
@@ -147,6 +150,8 @@ def _answer_batches(
     view: Any, spec: WorkSpec, ctx: RunContext, store: Store, st: _Doc,
     pending: list[Question], stop: threading.Event, advance: Callable[[int], None],
 ) -> None:  # fmt: skip
+    if spec.threads is not None:
+        set_threads(spec.threads)
     try:
         egg = A.make_grounder(load_model(spec.model, spec.device, spec.dtype), spec.config)
     except Exception as exc:  # noqa: BLE001 - a model that cannot load fails every item

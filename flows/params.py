@@ -60,6 +60,8 @@ class RunParams(BaseModel):
             the document is an "out_of_memory" (or "crashed") status row.
         render_workers: sandboxed render worker processes, kept warm across the documents of a
             run, per flow (or Dask worker) process.
+        threads: torch threads of the model work (None: torch's default, one per core; 1 is
+            faster when other work shares the CPU).
         documents_in_flight: documents rendering or rendered and waiting for their answer step
             at once; None = 2 per render worker + 2 per model slot. Raise it to keep a Dask
             cluster of many workers busy (``egr run --workers N`` does).
@@ -93,6 +95,7 @@ class RunParams(BaseModel):
     render_memory_mb: int = Field(default=2048, ge=16)
     render_workers: int = Field(default=2, ge=1)
     documents_in_flight: int | None = Field(default=None, ge=1)
+    threads: int | None = Field(default=None, ge=1)
 
     def overrides(self) -> dict[str, Any]:
         """The explicit EgrConfig overrides (None values mean "keep the default")."""
@@ -113,7 +116,7 @@ class RunParams(BaseModel):
         return WorkSpec(
             self.model, self.device, self.dtype, config, self.top_pages, self.batch_size,
             self.retry_budget, GPU_LIMIT, self.gpu_slots, self.slot_timeout_s, self.slot_dir,
-            prior,
+            prior, self.threads,
         )  # fmt: skip
 
     def in_flight(self) -> tuple[int, int]:

@@ -188,6 +188,13 @@ def command(
     render_workers: Annotated[
         int, typer.Option(help="Sandboxed render worker processes.", min=1)
     ] = 2,
+    threads: Annotated[
+        int | None,
+        typer.Option(
+            help="Torch threads of the model work (default: one per core; 1 on a shared CPU).",
+            min=1,
+        ),
+    ] = None,
     documents_in_flight: Annotated[
         int | None,
         typer.Option(
@@ -230,7 +237,7 @@ def command(
         render_timeout_s=render_timeout, render_memory_mb=render_memory_mb,
         render_workers=render_workers, storage_options=storage, batch_size=batch_size,
         retry_budget=retry_budget, gpu_slots=gpu_slots, slot_timeout_s=slot_timeout,
-        documents_in_flight=documents_in_flight,
+        documents_in_flight=documents_in_flight, threads=threads,
     )  # fmt: skip
     exit_now_on_ctrl_c(out, existed)
     try:

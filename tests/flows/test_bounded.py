@@ -66,3 +66,20 @@ def test_documents_in_flight_follow_workers_slots_or_the_explicit_bound() -> Non
     assert RunParams(**base).in_flight() == (4, 6)  # 2 render workers, 1 slot
     assert RunParams(**base, render_workers=1, gpu_slots=3).in_flight() == (2, 8)
     assert RunParams(**base, documents_in_flight=12).in_flight() == (12, 12)
+
+
+def test_threads_reach_the_model_work(monkeypatch) -> None:
+    import torch
+
+    from egr_pipeline import models
+
+    base = {"source": "in", "questions": "q.yaml", "model": "m"}
+    spec = RunParams(**base, threads=1).work_spec(None, {})  # type: ignore[arg-type]
+    assert spec.threads == 1
+    assert RunParams(**base).work_spec(None, {}).threads is None  # type: ignore[arg-type]
+    before = torch.get_num_threads()
+    try:
+        models.set_threads(1)
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
