@@ -209,19 +209,18 @@ class EntropyGradientGrounding:
             else:  # one prefill gave the entropy and the answer
                 answer, timings["generate_ms"] = data.answer, 0.0
             timings["total_ms"] = sum(timings.values())
-            h = data.entropy
             out.append(
                 GroundedAnswer(
-                    q.question_id,
-                    q.text,
-                    answer,
-                    Status.OK,
-                    h,
-                    h,
-                    (),
-                    (),
-                    "plain",
-                    timings,
+                    question_id=q.question_id,
+                    question=q.text,
+                    answer=answer,
+                    status=Status.OK,
+                    entropy_before=data.entropy,
+                    entropy_after=data.entropy,
+                    rounds=(),
+                    evidence=(),
+                    stop_reason="plain",
+                    timings_ms=timings,
                     extra={"config_hash": self.config_hash},
                 )
             )
