@@ -42,14 +42,13 @@ from PIL import Image, ImageDraw
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from _models import resolve_model  # noqa: E402
+
 from egr_core import EgrConfig, EntropyGradientGrounding  # noqa: E402
 
 #: Targets (issue 14): EGG / plain per question, and one call for all questions / one per question.
 EGG_OVER_PLAIN = 2.0
 SHARED_OVER_SEPARATE = {"plain": 0.20, "egg": 0.35}
-#: The page's size in points, set by main (the bench's page is an image at ``--dpi``).
-PAGE_PT: dict[str, tuple[float, float]] = {}
-
 QUESTIONS = [
     "What is the invoice number?",
     "What is the total amount due?",
@@ -92,16 +91,7 @@ def load(args: argparse.Namespace):
         return ToyVLM(), FakeProcessor(), ToyAdapter(), "toy"
     from egr_core.loading import load_vlm
 
-    path = args.model
-    if path is None:
-        from egr.tiny import build_tiny
-
-        path = str(Path(tempfile.mkdtemp(prefix="egr-bench-")) / "tiny-qwen2_5_vl")
-        build_tiny("qwen2_5_vl", path)
-    elif path == "reader":
-        from egr.reader import default_model_path
-
-        path = default_model_path()
+    path = resolve_model(args.model or "tiny", Path(tempfile.mkdtemp(prefix="egr-bench-")))
     args.model_path = path
     vlm = load_vlm(path, device=args.device, dtype="float32")
     size = getattr(getattr(vlm.processor, "image_processor", None), "size", None)
@@ -113,14 +103,14 @@ def load(args: argparse.Namespace):
     return vlm.model, vlm.processor, vlm.adapter, f"{vlm.model_type} ({path})"
 
 
-def timed_ground(model, processor, adapter, cfg, page, questions):
+def timed_ground(model, processor, adapter, cfg, page, page_pt, questions):
     egg = EntropyGradientGrounding(model, processor, adapter, cfg)
     t = time.perf_counter()
-    answers = egg.ground(page, questions, page_size_pt=PAGE_PT.get("pt"))
+    answers = egg.ground(page, questions, page_size_pt=page_pt)
     return (time.perf_counter() - t) * 1000.0, answers, egg
 
 
-def measure(model, processor, adapter, plain, egg_cfg, page, repeats):
+def measure(model, processor, adapter, plain, egg_cfg, page, page_pt, repeats):
     """Median wall times (ms) of: each question alone (plain, EGG) and all of them in one call."""
     single: dict[tuple[str, str], list[float]] = {}
     shared: dict[str, list[float]] = {"plain": [], "egg": []}
@@ -128,11 +118,11 @@ def measure(model, processor, adapter, plain, egg_cfg, page, repeats):
     for _ in range(repeats):
         for q in QUESTIONS:
             for mode, cfg in (("plain", plain), ("egg", egg_cfg)):
-                ms, (ans,), _ = timed_ground(model, processor, adapter, cfg, page, [q])
+                ms, (ans,), _ = timed_ground(model, processor, adapter, cfg, page, page_pt, [q])
                 single.setdefault((mode, q), []).append(ms)
                 last[f"{mode}:{q}"] = ans
         for mode, cfg in (("plain", plain), ("egg", egg_cfg)):
-            ms, _, egg = timed_ground(model, processor, adapter, cfg, page, QUESTIONS)
+            ms, _, egg = timed_ground(model, processor, adapter, cfg, page, page_pt, QUESTIONS)
             shared[mode].append(ms)
             last[f"stats:{mode}"] = egg.stats
     med = statistics.median
@@ -165,7 +155,7 @@ def main() -> None:
 
     model, processor, adapter, label = load(args)
     page = synthetic_page()
-    PAGE_PT["pt"] = (page.width * 72 / args.dpi, page.height * 72 / args.dpi)
+    page_pt = (page.width * 72 / args.dpi, page.height * 72 / args.dpi)
     if args.toy:
         base = dict(getattr(adapter, "config_defaults", {}) or {})
     else:  # the config a run of this checkpoint uses (its egr_config.json, else the family's)
@@ -181,8 +171,10 @@ def main() -> None:
     plain = EgrConfig(**{**base, "max_rounds": 0, "min_rounds": 0})
     egg_cfg = EgrConfig(**base)
     for cfg in (plain, egg_cfg):  # warm-up: lazy init, allocator, transformers' hooks
-        timed_ground(model, processor, adapter, cfg, page, QUESTIONS[:2])
-    single, shared, last = measure(model, processor, adapter, plain, egg_cfg, page, args.repeats)
+        timed_ground(model, processor, adapter, cfg, page, page_pt, QUESTIONS[:2])
+    single, shared, last = measure(
+        model, processor, adapter, plain, egg_cfg, page, page_pt, args.repeats
+    )
 
     plain_ms = [single[("plain", q)] for q in QUESTIONS]
     egg_ms = [single[("egg", q)] for q in QUESTIONS]

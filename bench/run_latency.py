@@ -22,6 +22,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from _models import resolve_model
+
 ROOT = Path(__file__).resolve().parents[1]
 EGR = [sys.executable, "-m", "egr"]
 TARGETS = {"latency": 2.5, "wall": 2.0}
@@ -47,18 +49,6 @@ def _latency(out: Path) -> tuple[float, int]:
     return float(mean), int(n)
 
 
-def _model(name: str, tmp: Path) -> str:
-    if name == "reader":
-        from egr.reader import default_model_path
-
-        return default_model_path()
-    if name == "tiny":
-        from egr.tiny import build_tiny
-
-        return str(build_tiny("qwen2_5_vl", tmp / "tiny-qwen2_5_vl"))
-    return name
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--docs", type=int, default=6)
@@ -74,7 +64,7 @@ def main() -> None:
     env.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     env.setdefault("PREFECT_HOME", str(tmp / "prefect-home"))
     env.setdefault("HF_HUB_OFFLINE", "1")
-    model = _model(args.model, tmp)
+    model = resolve_model(args.model, tmp)
     corpus = tmp / "corpus"
     _egr(["synth", str(corpus), "--docs", str(args.docs), "--seed", str(args.seed)], env)
     walls: dict[str, list[float]] = {"grounded": [], "plain": []}

@@ -22,6 +22,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from _models import resolve_model
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -39,14 +41,7 @@ def one_run(pages: int, model: str, seed: int) -> dict:
 
     tmp = Path(tempfile.mkdtemp(prefix=f"egr-scale-{pages}-"))
     os.environ.setdefault("PREFECT_HOME", str(tmp / "prefect-home"))
-    if model == "tiny":
-        from egr.tiny import build_tiny
-
-        model = str(build_tiny("qwen2_5_vl", tmp / "tiny"))
-    elif model == "reader":
-        from egr.reader import default_model_path
-
-        model = default_model_path()
+    model = resolve_model(model, tmp)
     docs = tmp / "docs"
     docs.mkdir()
     have, n = 0, 0

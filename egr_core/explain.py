@@ -21,7 +21,6 @@ Guarantees:
 
 from __future__ import annotations
 
-import hashlib
 import inspect
 import time
 from collections import Counter, OrderedDict
@@ -34,7 +33,7 @@ from PIL import Image
 
 from egr_core import regions
 from egr_core.adapters import VLMAdapter, get_adapter
-from egr_core.adapters.base import ImageCache
+from egr_core.adapters.base import ImageCache, pixel_digest
 from egr_core.config import EgrConfig
 from egr_core.errors import InputError
 from egr_core.imaging import CropFn, raster_crop_fn, region_crops
@@ -190,11 +189,12 @@ class EntropyGradientGrounding:
         :data:`PAGES_KEPT` pages (by pixel content) carry over, so ranking a page and grounding
         its questions in several batches encode it once. Crops are cut afresh per call."""
         rgb = page.convert("RGB")
-        key = (rgb.size, hashlib.blake2b(rgb.tobytes(), digest_size=20).hexdigest())
+        key = pixel_digest(rgb)
         shared = self._pages.pop(key, None) or (ImageCache(PREPROCESS_CACHE_SIZE), {})
         self._pages[key] = shared
         while len(self._pages) > PAGES_KEPT:
             self._pages.popitem(last=False)
+        shared[0].remember(rgb, key)  # the processor's cache need not hash the page again
         return PageCall(rgb, crop_fn, page_pt, images=shared[0], features=shared[1])
 
     def _plain(self, call: PageCall, qs: list[Question]) -> list[GroundedAnswer]:

@@ -190,8 +190,9 @@ class MRopeDecoder:
         max_new_tokens: int,
     ) -> str:
         """Greedy answer text (special tokens dropped, surrounding whitespace stripped)."""
-        ids = self.generate_ids(model, prepared, inputs_embeds, max_new_tokens)
-        return processor.tokenizer.decode(ids.tolist(), skip_special_tokens=True).strip()
+        return self.generate_with_logits(model, processor, prepared, inputs_embeds, max_new_tokens)[
+            0
+        ]
 
 
 def _pad_tokens(x: torch.Tensor, width: int) -> torch.Tensor:

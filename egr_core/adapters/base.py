@@ -59,6 +59,12 @@ class PreparedInputs:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+def pixel_digest(image: Image.Image) -> tuple[int, int, str]:
+    """(width, height, blake2b hex of the RGB bytes): stable for identical pixels."""
+    rgb = image if image.mode == "RGB" else image.convert("RGB")
+    return image.width, image.height, hashlib.blake2b(rgb.tobytes(), digest_size=20).hexdigest()
+
+
 class ImageCache:
     """A small LRU of per-image preprocessing results, owned by one explainer call.
 
@@ -85,17 +91,19 @@ class ImageCache:
         self.misses = 0
 
     def digest(self, image: Image.Image) -> tuple[int, int, str]:
-        """(width, height, blake2b hex of the RGB bytes): stable for identical pixels."""
+        """:func:`pixel_digest` of ``image``, memoised per image object."""
         memo = self._digests.get(id(image))
         if memo is not None and memo[0] is image:
             self._digests.move_to_end(id(image))
             return image.width, image.height, memo[1]
-        rgb = image if image.mode == "RGB" else image.convert("RGB")
-        hexd = hashlib.blake2b(rgb.tobytes(), digest_size=20).hexdigest()
-        self._digests[id(image)] = (image, hexd)  # holds the image: its id stays unique
+        return self.remember(image, pixel_digest(image))
+
+    def remember(self, image: Image.Image, digest: tuple[int, int, str]) -> tuple[int, int, str]:
+        """Memoise ``image``'s :func:`pixel_digest`, already computed by the caller."""
+        self._digests[id(image)] = (image, digest[2])  # holds the image: its id stays unique
         while len(self._digests) > self.maxsize:
             self._digests.popitem(last=False)
-        return image.width, image.height, hexd
+        return digest
 
     def get_or_compute(self, key: Any, compute: Callable[[], Any]) -> Any:
         """The cached value under ``key``, computing (and storing) it on a miss."""
