@@ -17,7 +17,7 @@ StopRule = Literal["spatial_entropy", "fixed", "confidence"]
 #: config at these values hashes as it did before they existed (stable provenance).
 _HASH_NEUTRAL = {
     "stop_rule": "spatial_entropy", "stop_tau": 0.5, "crop_page_side": None, "min_rounds": 0,
-    "legible_scale": None, "crop_window_pt": 72.0, "answer_round": "last",
+    "legible_scale": None, "crop_window_pt": 72.0, "answer_round": "last", "max_windows": 3,
 }  # fmt: skip
 AnswerRound = Literal["last", "confident"]
 ANSWER_ROUNDS = ("last", "confident")
@@ -56,6 +56,9 @@ class EgrConfig:
             window (``imaging.legible_crops``). ``crop_page_side``, ``min_crop`` and ``crop_pad``
             in y are then unused. None = the paper's padded region crops.
         crop_window_pt: the window's height in points (with ``legible_scale``).
+        max_windows: legible windows one region may get when it is wider than one window (with
+            ``legible_scale``); each window is one more image the answer reads, so fewer windows
+            answer faster and see less of a wide region.
         answer_round: which accepted round answers: "last" (the paper) or "confident" (the one
             whose first-answer-token entropy is lowest; later rounds win ties).
     """
@@ -77,6 +80,7 @@ class EgrConfig:
     legible_scale: float | None = None
     crop_window_pt: float = 72.0
     answer_round: AnswerRound = "confident"
+    max_windows: int = 3
 
     def __post_init__(self) -> None:
         if not self.sigma >= 0:
@@ -113,6 +117,8 @@ class EgrConfig:
             raise ValueError(f"legible_scale must be > 0 px/pt or None, got {self.legible_scale}")
         if not self.crop_window_pt > 0:
             raise ValueError(f"crop_window_pt must be > 0, got {self.crop_window_pt}")
+        if self.max_windows < 1:
+            raise ValueError(f"max_windows must be >= 1, got {self.max_windows}")
         if self.answer_round not in ANSWER_ROUNDS:
             raise ValueError(
                 f"answer_round must be one of {', '.join(ANSWER_ROUNDS)}, got {self.answer_round!r}"

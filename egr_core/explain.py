@@ -50,12 +50,11 @@ from egr_core.rounds import (
 from egr_core.types import Box, GroundedAnswer, Question, Region, Status, ZoomRound
 from egr_core.zoom import RoundOutcome, Step, ZoomSteps, ZoomTrail, answer_round, zoom_steps
 
-__all__ = ["MAX_WINDOWS_PER_REGION", "EntropyGradientGrounding", "frozen"]
+__all__ = ["EntropyGradientGrounding", "frozen"]
 
 #: Smallest image side (px) accepted when the adapter does not declare ``min_image_side``.
 DEFAULT_MIN_IMAGE_SIDE = 28
-#: Most legible windows cut for one region wider than a window, and for one round in all.
-MAX_WINDOWS_PER_REGION = 3
+#: Most legible windows cut in one round in all (one region's are ``EgrConfig.max_windows``).
 MAX_CROPS_PER_ROUND = 4
 #: Pages whose preprocessing and vision features outlive a call (ranking a page, then grounding
 #: its questions in batches, encode it once).
@@ -233,7 +232,7 @@ class EntropyGradientGrounding:
         out: dict[Box, Region] = {}
         for r in top:
             boxes = region_crops(
-                r.box, r.peak, cfg, call.page_pt, aspect, max_windows=MAX_WINDOWS_PER_REGION
+                r.box, r.peak, cfg, call.page_pt, aspect, max_windows=cfg.max_windows
             )
             for b in boxes:
                 out.setdefault(b, r)  # drop exact duplicates, keep rank order

@@ -31,7 +31,7 @@ from PIL import Image
 
 from egr.synth import KINDS, SynthDocument, generate, generate_corpus
 from egr_core.documents import open_pdf
-from egr_core.explain import MAX_WINDOWS_PER_REGION, EntropyGradientGrounding, frozen
+from egr_core.explain import EntropyGradientGrounding, frozen
 from egr_core.imaging import crop_long_side, region_crops
 from egr_core.types import Box, GroundedAnswer, Question
 
@@ -311,7 +311,7 @@ def windows(
     """EGG's crops for ``region`` on the item's page (its crop rule and knobs)."""
     w, h = item.page_pt
     return region_crops(
-        region, peak, egg.config, item.page_pt, w / h, max_windows=MAX_WINDOWS_PER_REGION
+        region, peak, egg.config, item.page_pt, w / h, max_windows=egg.config.max_windows
     )
 
 
