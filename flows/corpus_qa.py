@@ -7,6 +7,7 @@ runner (threads by default, Dask with ``dask_address`` / ``workers``) and calls 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -26,10 +27,10 @@ from egr_pipeline.summary import DocOutcome, FailureRateExceeded, RunSummary, cr
 from flows.params import RunParams
 from flows.runners import task_runner
 from tasks import progress
-from tasks.answer import answer_document
+from tasks.answer import STOPPING, answer_documents
 from tasks.persist import begin_run, finish_run, store_for
 from tasks.plan import plan_corpus
-from tasks.rasterize import rasterize_document
+from tasks.rasterize import rasterize_documents
 from tasks.summarise import publish_summary
 
 #: Threads running this flow's tasks in this process (Prefect's default is a thread per
@@ -103,57 +104,65 @@ def _mark_dead(store, run_id: str, log) -> None:
 
 
 def _process(p: RunParams, run: RunPlan, stop) -> tuple[list, Exception | None]:
-    """Rasterize the documents a few at a time and answer each as soon as it is rendered;
-    returns the outcomes and the error that stopped the run early (no model slot), if any.
+    """Rasterize the documents a chunk at a time and answer each chunk as soon as it is
+    rendered; returns the outcomes and the error that stopped the run early (no model slot), if
+    any.
 
-    At most two documents per render worker are rendering, and a new one starts only while
-    fewer than ``RunParams.in_flight`` are rendering or waiting for their answer step: tasks (and
-    their threads), rendered pages on disk and memory stay bounded however large the corpus.
+    A task handles ``RunParams.per_task`` documents (a task run costs the Prefect server about
+    35 ms of CPU; a small document's answer step not much more). Few chunks are in flight
+    (``RunParams.tasks_in_flight``): tasks (and their threads), rendered pages on disk and
+    memory stay bounded however large the corpus.
     """
     so = p.storage_options
     progress.total("questions", run.plan.n_items - run.plan.n_done)
     for stage in ("rasterize", "answer"):
         progress.total(stage, len(run.todo))
     ws, spec, work = run.plan.workspace, p.render_spec(), p.work_spec(run.config, run.prior)
+    chunk = p.per_task(len(run.todo))
+    rendering, ahead = p.tasks_in_flight(chunk)
     todo = iter(run.todo)
-    rendering, ahead = p.in_flight()
-    rasters: dict[Any, DocItem] = {}
-    answers: dict[Any, DocItem] = {}
+    rasters: dict[Any, list[DocItem]] = {}
+    answers: dict[Any, list[DocItem]] = {}
     outcomes: list[DocOutcome] = []
     abort: Exception | None = None
 
+    def track(stage: str, fut: Any, n: int) -> Any:  # a bar counts documents, not chunks
+        return progress.add(stage, [fut] * n)[0]
+
     def top_up() -> None:
         while len(rasters) < rendering and len(rasters) + len(answers) < ahead:
-            item = None if stop.is_set() else next(todo, None)
-            if item is None:
+            items = [] if stop.is_set() else list(itertools.islice(todo, chunk))
+            if not items:
                 return
-            fut = rasterize_document.submit(item, ws, spec, so)
-            rasters[progress.add("rasterize", [fut])[0]] = item
+            fut = rasterize_documents.submit(items, ws, spec, so)
+            rasters[track("rasterize", fut, len(items))] = items
 
     top_up()
     while rasters or answers:
         fut = next(as_completed([*rasters, *answers]))
         try:
             result = fut.result()
-        except Exception as exc:  # noqa: BLE001 - the document becomes a status row
+        except Exception as exc:  # noqa: BLE001 - the documents become status rows
             result = exc
         if fut in rasters:
-            item = rasters.pop(fut)
+            items = rasters.pop(fut)
             if not stop.is_set():  # no new answer step after a stop request
-                doc = failed(item, result) if isinstance(result, BaseException) else result
-                answer = answer_document.submit(doc, work, run.ctx, p.out, so)
-                answers[progress.add("answer", [answer])[0]] = item
+                docs = [failed(i, result) for i in items] if isinstance(result, BaseException) \
+                    else result  # fmt: skip
+                answer = answer_documents.submit(docs, work, run.ctx, p.out, so)
+                answers[track("answer", answer, len(items))] = items
         else:
-            item = answers.pop(fut)
-            if isinstance(result, DocOutcome) and result.doc_status in ("slot_timeout",
-                                                                         "cancelled"):  # fmt: skip
-                if result.doc_status == "slot_timeout" and abort is None:
-                    abort = SlotTimeout(result.error or "no model slot")
-                stop.set()  # the other documents stop waiting too
-            elif isinstance(result, BaseException):
-                outcomes.append(crashed(item.uri, len(item.questions), result))
-            else:
-                outcomes.append(result)
+            items = answers.pop(fut)
+            results = result if isinstance(result, list) else [result] * len(items)
+            for item, res in zip(items, results, strict=True):
+                if isinstance(res, DocOutcome) and res.doc_status in STOPPING:
+                    if res.doc_status == "slot_timeout" and abort is None:
+                        abort = SlotTimeout(res.error or "no model slot")
+                    stop.set()  # the other documents stop waiting too
+                elif isinstance(res, BaseException):
+                    outcomes.append(crashed(item.uri, len(item.questions), res))
+                else:
+                    outcomes.append(res)
         top_up()
     return outcomes, abort
 
@@ -176,6 +185,8 @@ def run_corpus_qa(
         if workers and params.documents_in_flight is None:  # keep every Dask worker busy
             ahead = max(params.in_flight()[1], 3 * workers)
             params = params.model_copy(update={"documents_in_flight": ahead})
+        if (workers or dask_address) and params.documents_per_task is None:
+            params = params.model_copy(update={"documents_per_task": 1})  # spread over workers
         runner = task_runner(dask_address=dask_address, workers=workers)
         if runner is None and params.in_flight()[1] > TASK_THREADS:
             runner = ThreadPoolTaskRunner(max_workers=params.in_flight()[1])

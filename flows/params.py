@@ -7,6 +7,7 @@ the whole object, to each task.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -65,6 +66,9 @@ class RunParams(BaseModel):
         documents_in_flight: documents rendering or rendered and waiting for their answer step
             at once; None = 2 per render worker + 2 per model slot. Raise it to keep a Dask
             cluster of many workers busy (``egr run --workers N`` does).
+        documents_per_task: documents one rasterize task, and one answer task, handle; None =
+            as many as keep two tasks within ``documents_in_flight`` (at most a third of the
+            run's documents); 1 on Dask, so documents spread over the workers.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -96,6 +100,7 @@ class RunParams(BaseModel):
     render_workers: int = Field(default=2, ge=1)
     documents_in_flight: int | None = Field(default=None, ge=1)
     threads: int | None = Field(default=None, ge=1)
+    documents_per_task: int | None = Field(default=None, ge=1)
 
     def overrides(self) -> dict[str, Any]:
         """The explicit EgrConfig overrides (None values mean "keep the default")."""
@@ -126,6 +131,19 @@ class RunParams(BaseModel):
             return self.documents_in_flight, self.documents_in_flight
         rendering = 2 * self.render_workers
         return rendering, rendering + 2 * self.gpu_slots
+
+    def per_task(self, n_documents: int) -> int:
+        """Documents per task for a run of ``n_documents`` (see ``documents_per_task``)."""
+        if self.documents_per_task is not None:
+            return self.documents_per_task
+        return max(1, min(math.ceil(n_documents / 3), self.in_flight()[1] // 2))
+
+    def tasks_in_flight(self, per_task: int) -> tuple[int, int]:
+        """:meth:`in_flight` in tasks of ``per_task`` documents: (rasterize tasks at once, tasks
+        rendering or waiting for their answer step); at least two ahead, so rendering the next
+        chunk overlaps answering this one."""
+        rendering, ahead = self.in_flight()
+        return max(1, rendering // per_task), max(2, ahead // per_task)
 
     def render_spec(self) -> RenderSpec:
         """What the rasterize step needs: page budget and sandbox limits."""

@@ -201,6 +201,10 @@ def command(
             help="Documents rendering or awaiting answers at once [2/worker + 2/slot].", min=1
         ),
     ] = None,
+    documents_per_task: Annotated[
+        int | None,
+        typer.Option(help="Documents per rasterize / answer task [auto; 1 on Dask].", min=1),
+    ] = None,
     dask_address: Annotated[str | None, typer.Option(help="Run tasks on this Dask.")] = None,
     workers: Annotated[
         int | None, typer.Option(help="Local Dask cluster of N workers.", min=1)
@@ -238,6 +242,7 @@ def command(
         render_workers=render_workers, storage_options=storage, batch_size=batch_size,
         retry_budget=retry_budget, gpu_slots=gpu_slots, slot_timeout_s=slot_timeout,
         documents_in_flight=documents_in_flight, threads=threads,
+        documents_per_task=documents_per_task,
     )  # fmt: skip
     exit_now_on_ctrl_c(out, existed)
     try:
