@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import math
-import unicodedata
 from collections import OrderedDict
 from pathlib import Path
 from types import TracebackType
@@ -47,8 +45,10 @@ from egr_core.pages import (
     PageGeometry,
     RenderedPage,
     Word,
+    fit_render,
     text_in_box,
 )
+from egr_core.passwords import saslprep
 from egr_core.types import Box
 
 logger = logging.getLogger(__name__)
@@ -64,22 +64,6 @@ _HEADER_WINDOW = 1024  # Acrobat accepts junk before "%PDF-" within the first 10
 
 def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-def _saslprep(password: str) -> str:
-    """Approximate SASLprep (RFC 4013) as PDF 2.0 requires for AES-256 (R6) passwords.
-
-    Non-ASCII spaces become U+0020, characters "commonly mapped to nothing" are dropped, then NFKC.
-    MuPDF does not normalise, so a password such as "SªSL\\u00adprep" only works normalised.
-    """
-    nothing = {0x00AD, 0x034F, 0x1806, 0x180B, 0x180C, 0x180D, 0x200B, 0x200C, 0x200D, 0x2060}
-    nothing |= set(range(0xFE00, 0xFE10)) | {0xFEFF}
-    chars = []
-    for ch in password:
-        if ord(ch) in nothing:
-            continue
-        chars.append(" " if ch != " " and unicodedata.category(ch) == "Zs" else ch)
-    return unicodedata.normalize("NFKC", "".join(chars))
 
 
 def _read_source(
@@ -145,7 +129,7 @@ def open_pdf(
         if doc.needs_pass:
             if password is None:
                 raise EncryptedDocumentError(label, "encrypted; a password is needed")
-            if not any(doc.authenticate(p) for p in dict.fromkeys((password, _saslprep(password)))):
+            if not any(doc.authenticate(p) for p in dict.fromkeys((password, saslprep(password)))):
                 raise EncryptedDocumentError(label, "encrypted; the password given is wrong")
         try:
             n_pages = doc.page_count
@@ -288,7 +272,7 @@ class PdfDocument:
                 page=i,
             )
 
-    def _raster(self, i: int, matrix: Affine, w: int, h: int, area: pymupdf.Rect) -> Image.Image:
+    def _draw(self, i: int, matrix: Affine, w: int, h: int, area: pymupdf.Rect) -> mupdf.FzPixmap:
         """Run page ``i``'s display list through ``matrix`` into a white ``w x h`` RGB pixmap.
 
         ``matrix`` maps displayed page points to pixels; ``area`` (page points) culls content.
@@ -306,20 +290,33 @@ class PdfDocument:
                 mupdf.fz_run_display_list(dl.this, dev, mupdf.FzMatrix(), clip, mupdf.FzCookie())
             finally:
                 mupdf.fz_close_device(dev)
-            pix = pymupdf.Pixmap("raw", fzpix)
-            img = Image.frombytes("RGB", (w, h), pix.samples_mv, "raw", "RGB", pix.stride)
         except _RENDER_ERRORS as exc:
             self._raise_render(i, exc, f"rendering {w} x {h} px failed")
-        return img
+        return fzpix
+
+    def _raster(self, i: int, matrix: Affine, w: int, h: int, area: pymupdf.Rect) -> Image.Image:
+        """:meth:`_draw` as an RGB image."""
+        fzpix = self._draw(i, matrix, w, h, area)
+        try:
+            pix = pymupdf.Pixmap("raw", fzpix)
+            return Image.frombytes("RGB", (w, h), pix.samples_mv, "raw", "RGB", pix.stride)
+        except _RENDER_ERRORS as exc:
+            self._raise_render(i, exc, f"rendering {w} x {h} px failed")
+
+    def _fit(
+        self, i: int, max_pixels: int, max_side: int, max_dpi: float | None
+    ) -> tuple[float, int, int, PageGeometry]:
+        geom = self.page_geometry(i)
+        zoom, w, h = fit_render(geom.width_pt, geom.height_pt, max_pixels, max_side, max_dpi)
+        self._check_pixels(i, w, h, f"page render at {zoom * 72:.2f} dpi")
+        return zoom, w, h, geom
 
     def render_page(
         self, i: int, *, max_pixels: int, max_side: int, max_dpi: float | None = None
     ) -> RenderedPage:
-        """Render page ``i`` at the highest DPI whose raster fits the budget.
-
-        The pixel size is ``round(width_pt * dpi / 72) x round(height_pt * dpi / 72)``, at most
-        ``max_pixels`` pixels and ``max_side`` per side, checked against :class:`DocLimits`
-        before anything is allocated.
+        """Render page ``i`` at the highest DPI whose raster fits the budget
+        (:func:`~egr_core.pages.fit_render`), checked against :class:`DocLimits` before anything
+        is allocated.
 
         Args:
             i: 0-based page index.
@@ -331,22 +328,22 @@ class PdfDocument:
             TooLargeError: The budget itself exceeds the document limits.
             PageRenderError / OutOfMemoryError: MuPDF failed on this page.
         """
-        if max_pixels <= 0 or max_side <= 0:
-            raise ValueError(f"max_pixels and max_side must be positive: {max_pixels}, {max_side}")
-        geom = self.page_geometry(i)
-        wpt, hpt = geom.width_pt, geom.height_pt
-        zoom = min(math.sqrt(max_pixels / (wpt * hpt)), max_side / max(wpt, hpt))
-        if max_dpi is not None:
-            zoom = min(zoom, max_dpi / 72.0)
-        for _ in range(64):  # rounding may overshoot the budget by a pixel; shrink until it fits
-            w, h = max(1, round(wpt * zoom)), max(1, round(hpt * zoom))
-            if w * h <= max_pixels and max(w, h) <= max_side:
-                break
-            zoom *= 0.999
-        self._check_pixels(i, w, h, f"page render at {zoom * 72:.2f} dpi")
-        area = pymupdf.Rect(0, 0, wpt, hpt)
+        zoom, w, h, geom = self._fit(i, max_pixels, max_side, max_dpi)
+        area = pymupdf.Rect(0, 0, geom.width_pt, geom.height_pt)
         img = self._raster(i, (zoom, 0.0, 0.0, zoom, 0.0, 0.0), w, h, area)
         return RenderedPage(i, img, dpi=zoom * 72.0, width_px=w, height_px=h, geometry=geom)
+
+    def vet_page(self, i: int, *, max_pixels: int, max_side: int) -> tuple[float, int, int]:
+        """Render page ``i`` at :meth:`render_page`'s scale and drop the pixels: the sandbox's
+        check that the page renders within its limits (straight from the page: no display list
+        is kept). Returns (dpi, width_px, height_px); raises as :meth:`render_page`."""
+        zoom, w, h, _ = self._fit(i, max_pixels, max_side, None)
+        page = self._page(i)
+        try:
+            page.get_pixmap(matrix=pymupdf.Matrix(zoom, zoom), alpha=False, annots=True)
+        except _RENDER_ERRORS as exc:
+            self._raise_render(i, exc, f"rendering {w} x {h} px failed")
+        return zoom * 72.0, w, h
 
     def render_clip(self, i: int, box: Box, *, long_side_px: int) -> Image.Image:
         """Re-render the part ``box`` of page ``i`` from its vector content (lossless zoom).

@@ -224,3 +224,22 @@ def _reading_direction(
             axis = (0.0, 1.0) if vy >= 0 else (0.0, -1.0)
         votes[axis] = votes.get(axis, 0) + len(ws)
     return max(votes, key=lambda k: votes[k]) if votes else default
+
+
+def fit_render(
+    width_pt: float, height_pt: float, max_pixels: int, max_side: int, max_dpi: float | None = None
+) -> tuple[float, int, int]:
+    """(zoom, width_px, height_px) of the largest render of a ``width_pt x height_pt`` page whose
+    size, ``round(width_pt * zoom) x round(height_pt * zoom)``, has at most ``max_pixels``
+    pixels and ``max_side`` per side (and at most ``max_dpi``); zoom = dpi / 72."""
+    if max_pixels <= 0 or max_side <= 0:
+        raise ValueError(f"max_pixels and max_side must be positive: {max_pixels}, {max_side}")
+    zoom = min(math.sqrt(max_pixels / (width_pt * height_pt)), max_side / max(width_pt, height_pt))
+    if max_dpi is not None:
+        zoom = min(zoom, max_dpi / 72.0)
+    for _ in range(64):  # rounding may overshoot the budget by a pixel; shrink until it fits
+        w, h = max(1, round(width_pt * zoom)), max(1, round(height_pt * zoom))
+        if w * h <= max_pixels and max(w, h) <= max_side:
+            break
+        zoom *= 0.999
+    return zoom, w, h

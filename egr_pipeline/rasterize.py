@@ -5,7 +5,10 @@ then opens and renders the first ``max_pages`` pages in a **sandboxed worker pro
 (:mod:`egr_pipeline.sandbox`: spawned, ``RLIMIT_AS`` memory cap, wall-clock timeout), because the
 PDFs are untrusted: a decompression bomb or a page that renders forever kills a worker, not the
 run. Workers are pooled per process (:func:`render_pool`), so the spawn cost is paid once per
-worker, not per document. PNGs stream back and are written under the workspace.
+worker, not per document. The sandbox renders every page within the run's pixel budget to vet
+it and sends back its geometry and size, not its pixels: encoding a page as PNG, sending and
+writing it cost six times the render itself (``docs/performance.md``), and the answer step
+re-renders the vetted page in-process faster than it could decode a PNG.
 
 Every sandbox outcome becomes a :class:`RasterizedDoc` status with a reason naming the file (and
 the page, when one is to blame): the documents layer's statuses (encrypted, corrupt, empty,
@@ -15,10 +18,11 @@ fetching (:func:`is_transient`) propagate so the caller can retry them.
 
 :func:`open_view` reopens the local copy **in-process** for the answer step (page images, page
 geometry, lossless crop re-renders, text under a box). It is only called for documents the
-sandbox opened and rendered (``RasterizedDoc.usable``), and crops are only taken from pages the
-sandbox rendered within its limits, so the in-process PyMuPDF only ever sees vetted documents.
-Residual risk: a crop re-render is at a higher DPI than the vetted page render (bounded by the
-crop's ``long_side_px``); see ``docs/orchestration.md``.
+sandbox opened and rendered (``RasterizedDoc.usable``), and page images and crops are only taken
+from pages the sandbox rendered within its limits (a page image at exactly the vetted budget),
+so the in-process PyMuPDF only ever sees vetted documents. Residual risk: a crop re-render is at
+a higher DPI than the vetted page render (bounded by the crop's ``long_side_px``); see
+``docs/orchestration.md``.
 """
 
 from __future__ import annotations
@@ -45,6 +49,10 @@ EVIDENCE_CROP_PX = 384
 USABLE = frozenset({"ok", "partial"})
 
 
+#: The default page budget: long side and total pixels of a page render.
+MAX_SIDE, MAX_PIXELS = 1536, 2_000_000
+
+
 @dataclass(frozen=True, slots=True)
 class RenderSpec:
     """How the rasterize step renders: page budget and the sandbox's limits.
@@ -58,8 +66,8 @@ class RenderSpec:
     """
 
     max_pages: int = 50
-    max_side: int = 1536
-    max_pixels: int = 2_000_000
+    max_side: int = MAX_SIDE
+    max_pixels: int = MAX_PIXELS
     timeout_s: float = 120.0
     memory_mb: int = 2048
     workers: int = 2
@@ -67,7 +75,7 @@ class RenderSpec:
 
 @dataclass(frozen=True, slots=True)
 class PageInfo:
-    """One rendered page: geometry in points and the render in pixels (a PNG in the workspace)."""
+    """One page the sandbox rendered: geometry in points and the render's size in pixels."""
 
     index: int
     width_pt: float
@@ -76,7 +84,6 @@ class PageInfo:
     dpi: float
     width_px: int
     height_px: int
-    png: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +102,7 @@ class RasterizedDoc:
     truncated: bool = False  # more pages than max_pages: only the first ones were processed
     title: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    budget: tuple[int, int] = (MAX_SIDE, MAX_PIXELS)  # (max_side, max_pixels) pages rendered at
 
     @property
     def ok(self) -> bool:
@@ -183,7 +191,7 @@ def rasterize(
 
     Args:
         item: the document and its pending questions.
-        workspace: scratch folder (local copy under ``docs/``, PNGs under ``pages/``).
+        workspace: scratch folder (the local copy goes under ``docs/``).
         max_pages, max_side, max_pixels: page count and pixel budget (see :class:`RenderSpec`).
         storage_options: fsspec options for ``item.uri``.
         timeout_s, memory_mb: sandbox limits for this document.
@@ -198,23 +206,24 @@ def rasterize(
     local = _fetch(item, Path(workspace), storage_options)
     job = RenderJob(
         str(local), name=item.uri, first_pages=max_pages, max_pixels=max_pixels,
-        max_side=max_side, image_format="png", timeout_s=timeout_s,
+        max_side=max_side, image_format="none", timeout_s=timeout_s,
     )  # fmt: skip
     result = (pool or render_pool(memory_mb)).run(job)
-    out_dir = Path(workspace) / "pages" / item.doc_id / f"{max_side}x{max_pixels}"
-    return from_result(item, local, result, out_dir, max_pages)
+    return from_result(item, local, result, max_pages, (max_side, max_pixels))
 
 
 def from_result(
-    item: DocItem, local: Path, result: DocumentResult, out_dir: Path, max_pages: int
+    item: DocItem,
+    local: Path,
+    result: DocumentResult,
+    max_pages: int,
+    budget: tuple[int, int],
 ) -> RasterizedDoc:
-    """Turn the sandbox's :class:`DocumentResult` into a :class:`RasterizedDoc`, writing the
-    rendered pages as PNG files under ``out_dir``."""
-    good = [p for p in result.pages if p.status == "ok" and p.data is not None]
+    """Turn the sandbox's :class:`DocumentResult` of a render at ``budget`` (max side, max
+    pixels) into a :class:`RasterizedDoc`."""
+    good = [p for p in result.pages if p.status == "ok"]
     bad = [p for p in result.pages if p.status != "ok"]
-    if good:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    pages = tuple(_save(p, out_dir) for p in good)
+    pages = tuple(_info(p) for p in good)
     status, error = result.status, result.error
     if status == "partial" and not pages:
         status = bad[0].status if bad else "render_failed"
@@ -227,20 +236,16 @@ def from_result(
         item.uri, item.doc_id, item.questions, item.n_bytes, status=status, error=error,
         pdf_path=str(local), n_pages=result.n_pages, pages=pages,
         truncated=result.n_pages is not None and result.n_pages > max_pages,
-        title=result.title or None,
+        title=result.title or None, budget=budget,
     )  # fmt: skip
 
 
-def _save(page: PageResult, out_dir: Path) -> PageInfo:
+def _info(page: PageResult) -> PageInfo:
     geo = page.geometry
-    assert geo is not None and page.data is not None and page.dpi is not None  # ok pages have them
-    png = out_dir / f"page-{page.index:05d}.png"
-    tmp = png.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
-    tmp.write_bytes(page.data)  # already PNG-encoded by the worker
-    tmp.replace(png)
+    assert geo is not None and page.dpi is not None  # ok pages have them
     return PageInfo(
         page.index, float(geo.width_pt), float(geo.height_pt), int(geo.rotation), float(page.dpi),
-        int(page.width_px), int(page.height_px), str(png),
+        int(page.width_px), int(page.height_px),
     )  # fmt: skip
 
 
@@ -260,9 +265,17 @@ class DocView:
         return next(p for p in self.doc.pages if p.index == i)
 
     def image(self, i: int) -> Image.Image:
+        """Page ``i`` as the sandbox rendered it: re-rendered here at the run's budget, which
+        gives the vetted size (checked) and the same pixels."""
         if i not in self._images:
-            with Image.open(self.page(i).png) as im:
-                self._images[i] = im.convert("RGB")
+            info, (max_side, max_pixels) = self.page(i), self.doc.budget
+            rp = self.pdf.render_page(i, max_pixels=max_pixels, max_side=max_side)
+            if (rp.width_px, rp.height_px) != (info.width_px, info.height_px):
+                raise RuntimeError(
+                    f"{self.doc.uri}, page {i}: re-rendered at {rp.width_px} x {rp.height_px} px, "
+                    f"the sandbox vetted {info.width_px} x {info.height_px} px"
+                )
+            self._images[i] = rp.image
         return self._images[i]
 
     def crop_fn(self, i: int) -> Any:

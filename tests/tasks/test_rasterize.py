@@ -3,20 +3,18 @@
 from __future__ import annotations
 
 import hashlib
-import io
 from pathlib import Path
 
 import pymupdf
 import pytest
 from pdf_bombs import hang_pdf
-from PIL import Image
 
 from egr_core.documents import PageGeometry
 from egr_core.types import Box, Question
 from egr_pipeline.answering import doc_info
 from egr_pipeline.plan import DocItem
 from egr_pipeline.rasterize import from_result, open_view, rasterize
-from egr_pipeline.sandbox import DocumentResult, PageResult, WorkerPool
+from egr_pipeline.sandbox import DocumentResult, PageResult, RenderJob, WorkerPool
 
 Q = (Question("q1", "What is the total?"),)
 
@@ -58,8 +56,8 @@ def test_pool_reused_hang_times_out_naming_page_and_later_documents_still_render
     info = doc_info(long)
     assert (info.status, info.error) == ("ok", None)
     assert (info.n_pages, info.n_pages_processed, info.truncated) == (4, 2, True)
-    with Image.open(long.pages[1].png) as im:
-        assert max(im.size) <= 256 and im.size == (long.pages[1].width_px, long.pages[1].height_px)
+    p1 = long.pages[1]
+    assert max(p1.width_px, p1.height_px) <= 256 and long.budget == (256, 65_536)
     assert long.pages[0].width_pt == pytest.approx(300) and long.pages[0].height_pt == 400
 
     assert hang.status == "timeout" and not hang.usable and hang.pages == ()
@@ -68,32 +66,33 @@ def test_pool_reused_hang_times_out_naming_page_and_later_documents_still_render
     assert broken.status == "corrupt" and "broken.pdf" in (broken.error or "")
     assert short.ok and short.usable and not short.truncated and len(short.pages) == 1
 
-    # The answer step reopens only vetted documents in-process; crops come from the vector PDF.
+    # The answer step reopens only vetted documents in-process: the page image is the sandbox's
+    # render (its size, its pixels), crops come from the vector PDF.
+    with WorkerPool(size=1, memory_mb=1024) as pool:
+        sandboxed = pool.run(RenderJob(long.pdf_path, pages=(1,), max_side=256,
+                                       max_pixels=65_536, image_format="raw"))  # fmt: skip
     with open_view(long) as view:
+        image = view.image(1)
+        assert image.size == (p1.width_px, p1.height_px)
+        assert image.tobytes() == sandboxed.pages[0].data, "the same pixels as the sandbox's"
         crop = view.crop_fn(1)(Box(0.0, 0.0, 0.5, 0.25), 200)
         assert max(crop.size) == 200 and "total 42" in view.text_fn(1)(Box(0, 0, 1, 1))
     with pytest.raises(ValueError, match=r"hang\.pdf: not rendered by the sandbox"):
         open_view(hang).__enter__()
 
 
-def _png(w: int, h: int) -> bytes:
-    buf = io.BytesIO()
-    Image.new("RGB", (w, h), "white").save(buf, format="PNG")
-    return buf.getvalue()
-
-
 def test_partial_document_keeps_good_pages_and_names_the_failed_one(tmp_path: Path) -> None:
     geo = PageGeometry(0, 300.0, 400.0, 0, (0, 0, 300, 400), (0, 0, 300, 400))
-    good = PageResult(0, "ok", geometry=geo, dpi=72.0, width_px=30, height_px=40,
-                      image_format="png", data=_png(30, 40))  # fmt: skip
+    good = PageResult(0, "ok", geometry=geo, dpi=72.0, width_px=30, height_px=40)
     bad = PageResult(1, "out_of_memory", "x.pdf, page 1: out of memory")
     doc = DocItem("x.pdf", "d" * 64, 10, Q)
     res = DocumentResult("x.pdf", "x.pdf", "partial", bad.error, n_pages=3, pages=(good, bad))
-    out = from_result(doc, tmp_path / "x.pdf", res, tmp_path / "pages", max_pages=2)
+    out = from_result(doc, tmp_path / "x.pdf", res, 2, (40, 1200))
     assert out.status == "partial" and out.usable and [p.index for p in out.pages] == [0]
     assert out.error == "1 of 2 pages failed; first: x.pdf, page 1: out of memory"
-    assert out.truncated and Path(out.pages[0].png).read_bytes() == good.data
+    assert out.truncated and (out.pages[0].width_px, out.pages[0].height_px) == (30, 40)
+    assert out.budget == (40, 1200)
 
     only_bad = DocumentResult("x.pdf", "x.pdf", "partial", bad.error, n_pages=2, pages=(bad,))
-    out = from_result(doc, tmp_path / "x.pdf", only_bad, tmp_path / "pages", max_pages=2)
+    out = from_result(doc, tmp_path / "x.pdf", only_bad, 2, (40, 1200))
     assert out.status == "out_of_memory" and not out.usable and not out.truncated

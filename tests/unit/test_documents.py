@@ -8,7 +8,7 @@ import numpy as np
 import pymupdf
 import pytest
 
-from egr_core import documents
+from egr_core import passwords
 from egr_core.documents import DocLimits, PageGeometry, open_pdf
 from egr_core.errors import (
     CorruptDocumentError,
@@ -334,9 +334,9 @@ def test_encrypted_needs_the_password() -> None:
 
 
 def test_saslprep_normalises_pdf2_passwords() -> None:
-    assert documents._saslprep("SªSL\u00adprep") == "SaSLprep"
-    assert documents._saslprep("a\u00a0b") == "a b"
-    assert documents._saslprep("plain") == "plain"
+    assert passwords.saslprep("SªSL\u00adprep") == "SaSLprep"
+    assert passwords.saslprep("a\u00a0b") == "a b"
+    assert passwords.saslprep("plain") == "plain"
 
 
 def test_byte_and_page_limits() -> None:
