@@ -57,6 +57,7 @@ def main() -> None:
     ap.add_argument("--docs", type=int, default=6)
     ap.add_argument("--max-rounds", type=int, default=1)
     ap.add_argument("--questions", type=int, default=2)
+    ap.add_argument("--documents-per-task", type=int, default=None, help="default: the flow's")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
 
@@ -80,7 +81,8 @@ def main() -> None:
 
     def params(out: str) -> RunParams:
         return RunParams(source=str(docs), questions=str(tmp / "q.json"), out=str(tmp / out),
-                         model=model, max_rounds=args.max_rounds)  # fmt: skip
+                         model=model, max_rounds=args.max_rounds,
+                         documents_per_task=args.documents_per_task)  # fmt: skip
 
     load_model(model, "cpu", "auto")  # both paths share the loaded model
     run_corpus_qa(params("warmup"))  # starts the embedded server; not timed
@@ -94,7 +96,8 @@ def main() -> None:
     if args.json:
         print(json.dumps({
             "docs": args.docs, "pages": pages, "items": summary.n_items,
-            "max_rounds": args.max_rounds, "loop_s_per_page": loop_s / pages,
+            "max_rounds": args.max_rounds, "documents_per_task": args.documents_per_task,
+            "loop_s_per_page": loop_s / pages,
             "flow_s_per_page": flow_s / summary.n_pages, "ratio": flow_s / loop_s,
         }, indent=2))  # fmt: skip
         return
