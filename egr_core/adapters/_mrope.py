@@ -1,6 +1,9 @@
 """Decoding for M-RoPE language models (the Qwen-VL family): real 3-axis positions from
 ``get_rope_index``, B prompts in one right-padded decoder pass, and greedy decoding of B prompts
-with one KV cache, all from precomputed input embeddings (no second vision pass).
+with one KV cache, all from precomputed input embeddings (no second vision pass). Prompts that
+start with the same tokens (a page's questions: the page comes first) decode from one prefill of
+that prefix, its KV cache repeated for every row (:func:`shared_prefix`); gradients never take
+this path (each question's map needs its own backward through the page).
 
 Right padding keeps batching exact without an attention mask: a token never attends to the
 padding after it, so each row of a batch computes what it computes alone; decode steps mask the
@@ -84,6 +87,38 @@ class MRopeDecoder:
         last = out.last_hidden_state[rows, torch.tensor(lengths, device=device) - 1]  # (B, D)
         return out, positions, lengths, model.lm_head(last).float()
 
+    def _prefill_shared(
+        self,
+        model: Any,
+        preps: Sequence[PreparedInputs],
+        embeds: Sequence[torch.Tensor],
+        shared: int,
+    ) -> tuple[Any, torch.Tensor, list[int], torch.Tensor]:
+        """:meth:`_prefill` (with a KV cache) of B prompts whose first ``shared`` tokens are the
+        same (a page's questions: the page is the prefix): the prefix runs once, its cache is
+        repeated for the B rows, and only each prompt's own tokens run batched after it."""
+        device = embeds[0].device
+        lengths = [int(e.shape[1]) for e in embeds]
+        width, n = max(lengths), len(lengths)
+        positions = torch.cat(
+            [_pad_last(self.rope_positions(model, p).to(device), width, 0) for p in preps], dim=1
+        )  # (3, B, W)
+        dec = self.decoder(model)
+        head = dec(
+            inputs_embeds=embeds[0][:, :shared], attention_mask=None,
+            position_ids=positions[:, :1, :shared], use_cache=True,
+        )  # fmt: skip
+        cache = next(iter(_cache_kwargs(dec, head).values()))
+        cache.batch_repeat_interleave(n)
+        tails = torch.cat([_pad_tokens(e[:, shared:], width - shared) for e in embeds], dim=0)
+        out = dec(
+            inputs_embeds=tails, attention_mask=None, position_ids=positions[:, :, shared:],
+            use_cache=True, **_cache_kwargs(dec, head),
+        )  # fmt: skip
+        rows = torch.arange(n, device=device)
+        last = out.last_hidden_state[rows, torch.tensor(lengths, device=device) - shared - 1]
+        return out, positions, lengths, model.lm_head(last).float()
+
     def batch_next_token_logits(
         self, model: Any, preps: Sequence[PreparedInputs], embeds: Sequence[torch.Tensor]
     ) -> torch.Tensor:
@@ -124,7 +159,15 @@ class MRopeDecoder:
         dec, table = self.decoder(model), model.get_input_embeddings()
         with torch.no_grad():
             detached = [e.detach() for e in embeds]
-            out, positions, lengths, first = self._prefill(model, preps, detached, use_cache=True)
+            shared = shared_prefix(preps, detached)
+            if shared:
+                out, positions, lengths, first = self._prefill_shared(
+                    model, preps, detached, shared
+                )
+            else:
+                out, positions, lengths, first = self._prefill(
+                    model, preps, detached, use_cache=True
+                )
             device, n = first.device, len(lengths)
             # decode steps see each prompt's real tokens and the tokens generated so far
             attn = torch.zeros((n, positions.shape[-1]), dtype=torch.long, device=device)
@@ -193,6 +236,30 @@ class MRopeDecoder:
         return self.generate_with_logits(model, processor, prepared, inputs_embeds, max_new_tokens)[
             0
         ]
+
+
+#: Shortest shared prefix worth its own pass (a page image is hundreds of tokens).
+MIN_SHARED_TOKENS = 32
+
+
+def shared_prefix(preps: Sequence[PreparedInputs], embeds: Sequence[torch.Tensor]) -> int:
+    """Leading tokens that every prompt has in common (the same ids and the same embeddings),
+    leaving each prompt at least one token of its own; 0 for one prompt, a prefix shorter than
+    :data:`MIN_SHARED_TOKENS`, or Qwen3-VL (its DeepStack features join inside the decoder)."""
+    if len(preps) < 2 or any(p.extra.get("model_type") == "qwen3_vl" for p in preps):
+        return 0
+    ids = [p.model_inputs["input_ids"][0] for p in preps]
+    n = min(int(i.shape[0]) for i in ids) - 1
+    same = torch.ones(n, dtype=torch.bool)
+    for other in ids[1:]:
+        same &= other[:n].cpu() == ids[0][:n].cpu()
+    k = n if bool(same.all()) else int((~same).nonzero()[0])
+    if k < MIN_SHARED_TOKENS:
+        return 0
+    head = embeds[0][0, :k]
+    if not all(torch.equal(e[0, :k], head) for e in embeds[1:]):
+        return 0
+    return k
 
 
 def _pad_tokens(x: torch.Tensor, width: int) -> torch.Tensor:

@@ -169,3 +169,49 @@ def test_ranking_then_grounding_a_page_encodes_it_once(
     assert egg.stats["vision_encodes"] == 2, "a different page is encoded"
     answers = egg.ground(page, QUESTIONS)
     assert [a.entropy_before for a in answers] == pytest.approx(entropies, rel=1e-4)
+
+
+@pytest.mark.parametrize("family", ["qwen2_vl", "qwen2_5_vl"])
+def test_a_pages_questions_share_its_prefill(
+    family: str, tiny_vlm_factory: Callable[[str], TinyVLM], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from egr_core.adapters import _mrope
+
+    tiny = tiny_vlm_factory(family)
+    page = make_page(320, 420, seed=3)
+    preps, embeds = [], []
+    with torch.no_grad():
+        feats = None
+        for q in QUESTIONS:
+            prep = tiny.adapter.prepare(tiny.processor, [page], q)
+            feats = feats or [tiny.adapter.encode_image(tiny.model, prep, 0)]
+            preps.append(prep)
+            embeds.append(tiny.adapter.embed(tiny.model, prep, feats))
+    shared = _mrope.shared_prefix(preps, embeds)
+    assert shared > int(preps[0].image_positions.max()), "every question shares the page's tokens"
+    assert _mrope.shared_prefix(preps[:1], embeds[:1]) == 0
+    calls: list[int] = []
+    real = tiny.adapter._prefill_shared
+
+    def spy(model: Any, p: Any, e: Any, k: int) -> Any:
+        calls.append(k)
+        return real(model, p, e, k)
+
+    monkeypatch.setattr(tiny.adapter, "_prefill_shared", spy)
+    together = tiny.adapter.batch_generate_with_logits(tiny.model, tiny.processor, preps, embeds, 6)
+    assert calls == [shared], "the prefix ran once for the four questions"
+    alone = [
+        tiny.adapter.generate_with_logits(tiny.model, tiny.processor, p, e, 6)
+        for p, e in zip(preps, embeds, strict=True)
+    ]
+    assert len(calls) == 1, "a single prompt has nothing to share"
+    for (ta, tl), (aa, al) in zip(together, alone, strict=True):
+        assert ta == aa
+        assert torch.allclose(tl, al, rtol=1e-4, atol=1e-4)
+    # a different page in the batch: nothing shared, same answers
+    other = tiny.adapter.prepare(tiny.processor, [make_page(320, 420, seed=4)], QUESTIONS[0])
+    with torch.no_grad():
+        other_embeds = tiny.adapter.embed(
+            tiny.model, other, [tiny.adapter.encode_image(tiny.model, other, 0)]
+        )
+    assert _mrope.shared_prefix([preps[0], other], [embeds[0], other_embeds]) == 0
