@@ -267,8 +267,10 @@ def render_show(
         )
         if ev.crop is not None:
             meta = "read through this crop · " + meta
-        cd.text((34, y + 5), meta, font=f_small, fill=MUTED)
-        y += 32
+        lines = _wrap(cd, meta, f_small, tw - 34, 2)  # beside the rank badge, never past it
+        for k, line in enumerate(lines):
+            cd.text((34, y + 5 + 15 * k), line, font=f_small, fill=MUTED)
+        y += 32 + 15 * (len(lines) - 1)
         crop = _crop_image(ev, page, layout)
         if crop is not None:
             fit = min((tw - 4) / crop.width, 170 / crop.height, 3.0)
