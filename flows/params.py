@@ -140,10 +140,11 @@ class RunParams(BaseModel):
 
     def tasks_in_flight(self, per_task: int) -> tuple[int, int]:
         """:meth:`in_flight` in tasks of ``per_task`` documents: (rasterize tasks at once, tasks
-        rendering or waiting for their answer step); at least two ahead, so rendering the next
-        chunk overlaps answering this one."""
+        rendering or waiting for their answer step), at least one each. The automatic
+        ``per_task`` leaves two tasks ahead, so rendering the next chunk overlaps answering this
+        one; an explicit one larger than half the bound gets one (its chunk may then exceed it)."""
         rendering, ahead = self.in_flight()
-        return max(1, rendering // per_task), max(2, ahead // per_task)
+        return max(1, rendering // per_task), max(1, ahead // per_task)
 
     def render_spec(self) -> RenderSpec:
         """What the rasterize step needs: page budget and sandbox limits."""

@@ -24,10 +24,12 @@ logger = logging.getLogger(__name__)
 
 
 #: Memory (MB) the worker may hold beyond its start-up size between documents before MuPDF's
-#: cache is emptied: emptying it after every document made the next one reload its fonts
-#: (1.2 ms of a 9 ms document), keeping it all would eat the documents' memory budget.
+#: cache is emptied (at most an eighth of the documents' budget): emptying it after every
+#: document made the next one reload its fonts (1.2 ms of a 9 ms document), keeping it all
+#: would eat the documents' memory budget.
 STORE_KEPT_MB = 64
-_START_RSS_KIB = [0]
+#: (RSS at start-up, RSS the cache may add) in KiB, set by :func:`worker_main`.
+_KEEP_KIB = [0, 0]
 
 
 def proc_status_kib(field_name: str, pid: int | str = "self") -> int | None:
@@ -151,7 +153,7 @@ def _do_job(conn: Any, job: RenderJob) -> None:
         conn.send(("error", errors.CorruptDocumentError.status, f"{job.label}: {exc!r}"))
     data = None
     rss = proc_status_kib("VmRSS")
-    if rss is None or rss - _START_RSS_KIB[0] > STORE_KEPT_MB * 1024:
+    if rss is None or rss - _KEEP_KIB[0] > _KEEP_KIB[1]:
         pymupdf.TOOLS.store_shrink(100)  # MuPDF's cache (fonts, images) would eat the budget
     warnings = pymupdf.TOOLS.mupdf_warnings()
     # VmHWM is this process's own peak RSS; ru_maxrss would include the parent's from before exec.
@@ -182,7 +184,7 @@ def worker_main(conn: Any, memory_mb: int, skip_layout: bool) -> None:
     pymupdf.TOOLS.mupdf_display_errors(False)
     pymupdf.TOOLS.mupdf_display_warnings(False)
     _limit_memory(memory_mb)  # after the imports: the budget is for the documents alone
-    _START_RSS_KIB[0] = proc_status_kib("VmRSS") or 0
+    _KEEP_KIB[:] = [proc_status_kib("VmRSS") or 0, min(STORE_KEPT_MB, memory_mb // 8) * 1024]
     try:
         conn.send(("ready",))
         while True:

@@ -24,6 +24,8 @@ def test_documents_per_task_default_and_in_flight_in_tasks() -> None:
     assert p.tasks_in_flight(2) == (2, 3) and p.tasks_in_flight(3) == (1, 2)
     assert p.tasks_in_flight(1) == p.in_flight()
     assert RunParams(**base, documents_per_task=5).per_task(2) == 5
+    one = RunParams(**base, documents_in_flight=1)  # the explicit bound holds
+    assert one.per_task(50) == 1 and one.tasks_in_flight(1) == (1, 1)
 
 
 def test_a_chunks_bad_documents_end_alone(
