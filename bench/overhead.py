@@ -58,6 +58,7 @@ def main() -> None:
     ap.add_argument("--max-rounds", type=int, default=1)
     ap.add_argument("--questions", type=int, default=2)
     ap.add_argument("--documents-per-task", type=int, default=None, help="default: the flow's")
+    ap.add_argument("--device", default="cpu", help="the model's device (cpu, cuda)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
 
@@ -81,10 +82,10 @@ def main() -> None:
 
     def params(out: str) -> RunParams:
         return RunParams(source=str(docs), questions=str(tmp / "q.json"), out=str(tmp / out),
-                         model=model, max_rounds=args.max_rounds,
+                         model=model, max_rounds=args.max_rounds, device=args.device,
                          documents_per_task=args.documents_per_task)  # fmt: skip
 
-    load_model(model, "cpu", "auto")  # both paths share the loaded model
+    load_model(model, args.device, "auto")  # both paths share the loaded model
     run_corpus_qa(params("warmup"))  # starts the embedded server; not timed
 
     t = time.perf_counter()

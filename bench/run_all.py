@@ -12,8 +12,8 @@ Runs, one after another, each in its own process:
 - ``bench/raster.py``: the pipeline's rasterization / raw PyMuPDF throughput (>= 0.9).
 
 and prints one table (measure, model, value, target, verdict). ``--device cuda`` runs the model
-benchmarks on the GPU when one is present. ``--quick`` uses fewer documents and repeats (a
-smoke run, not numbers to report). docs/performance.md keeps the last full table.
+benchmarks (rows 1-6) on the GPU when one is present. ``--quick`` uses fewer documents and
+repeats (a smoke run, not numbers to report). docs/performance.md keeps the last full table.
 """
 
 from __future__ import annotations
@@ -51,7 +51,8 @@ def main() -> None:
     docs, repeats = ("3", "1") if args.quick else ("6", "3")
     rows: list[tuple[str, str, float, str, bool]] = []
     for model in ("reader", "tiny"):
-        lat = _run("run_latency.py", "--docs", docs, "--model", model, "--repeats", repeats)
+        lat = _run("run_latency.py", "--docs", docs, "--model", model, "--repeats", repeats,
+                   "--device", args.device)  # fmt: skip
         rows.append(("egr run: grounded / plain answer latency", model, lat["latency_ratio"],
                      "<= 2.5", lat["latency_ratio"] <= 2.5))  # fmt: skip
         rows.append(("egr run: grounded / plain wall time", model, lat["wall_ratio"], "<= 2.0",
@@ -65,7 +66,7 @@ def main() -> None:
             r = g[f"shared_over_separate_{mode}"]
             rows.append((f"8 questions on a page / 8 runs, {mode}", model, r, f"<= {target}",
                          r <= target))  # fmt: skip
-    o = _run("overhead.py", "--docs", docs, "--max-rounds", "1")
+    o = _run("overhead.py", "--docs", docs, "--max-rounds", "1", "--device", args.device)
     rows.append(("corpus-qa flow / plain loop", "tiny", o["ratio"], "<= 1.15", o["ratio"] <= 1.15))
     r = _run("raster.py", "--docs", "24" if not args.quick else "6", "--repeats", repeats)
     rows.append(("rasterization: pipeline / raw PyMuPDF throughput", "-", r["ratio"], ">= 0.9",

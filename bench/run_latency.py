@@ -56,6 +56,7 @@ def main() -> None:
     ap.add_argument("--model", default="reader", help="reader (shipped), tiny, or a checkpoint")
     ap.add_argument("--repeats", type=int, default=1, help="pairs of runs (median)")
     ap.add_argument("--threads", type=int, default=2, help="torch threads of each run")
+    ap.add_argument("--device", default="cpu", help="egr run --device (cpu, cuda, auto)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
 
@@ -76,7 +77,8 @@ def main() -> None:
             out = tmp / f"{mode}-{r}"
             extra = ["--max-rounds", "0"] if mode == "plain" else []
             cmd = ["run", str(corpus), "--questions", str(corpus / "questions.yaml"),
-                   "--out", str(out), "--model", model, *extra]  # fmt: skip
+                   "--out", str(out), "--model", model, "--device", args.device,
+                   *extra]  # fmt: skip
             walls[mode].append(_egr(cmd, env))
             mean, answers = _latency(out)
             lat[mode].append(mean)
@@ -87,6 +89,7 @@ def main() -> None:
         "seed": args.seed,
         "answers": answers,
         "threads": args.threads,
+        "device": args.device,
         "repeats": args.repeats,
         "latency_ms": {m: med(v) for m, v in lat.items()},
         "wall_s": {m: med(v) for m, v in walls.items()},
