@@ -62,10 +62,17 @@ class MRopeDecoder:
         }
 
     def _prefill(
-        self, model: Any, preps: Sequence[PreparedInputs], embeds: Sequence[torch.Tensor], **kw: Any
+        self,
+        model: Any,
+        preps: Sequence[PreparedInputs],
+        embeds: Sequence[torch.Tensor],
+        shared: int = 0,
+        **kw: Any,
     ) -> tuple[Any, torch.Tensor, list[int], torch.Tensor]:
         """One decoder pass over B prompts, right-padded to the longest: a token never attends to
         the padding after it, so each row computes exactly what it computes alone (no mask).
+        With ``shared`` > 0 (the prompts' common first tokens, :func:`shared_prefix`) the prefix
+        runs once (:meth:`_prefix_cache`) and the pass covers each prompt's own tokens.
 
         Returns the decoder output, M-RoPE positions (3, B, W), the prompt lengths and the
         float32 logits (B, V) at each prompt's last token.
@@ -75,49 +82,33 @@ class MRopeDecoder:
         device = embeds[0].device
         lengths = [int(e.shape[1]) for e in embeds]
         width = max(lengths)
-        x = torch.cat([_pad_tokens(e, width) for e in embeds], dim=0)  # (B, W, D)
         positions = torch.cat(
             [_pad_last(self.rope_positions(model, p).to(device), width, 0) for p in preps], dim=1
         )  # (3, B, W)
+        if shared:
+            kw = {**kw, **self._prefix_cache(model, embeds[0], positions, shared, len(embeds))}
+        x = torch.cat([_pad_tokens(e[:, shared:], width - shared) for e in embeds], dim=0)
         out = self.decoder(model)(
-            inputs_embeds=x, attention_mask=None, position_ids=positions,
+            inputs_embeds=x, attention_mask=None, position_ids=positions[:, :, shared:],
             **self._decoder_kwargs(preps, width, device), **kw,
         )  # fmt: skip
         rows = torch.arange(len(lengths), device=device)
-        last = out.last_hidden_state[rows, torch.tensor(lengths, device=device) - 1]  # (B, D)
-        return out, positions, lengths, model.lm_head(last).float()
-
-    def _prefill_shared(
-        self,
-        model: Any,
-        preps: Sequence[PreparedInputs],
-        embeds: Sequence[torch.Tensor],
-        shared: int,
-    ) -> tuple[Any, torch.Tensor, list[int], torch.Tensor]:
-        """:meth:`_prefill` (with a KV cache) of B prompts whose first ``shared`` tokens are the
-        same (a page's questions: the page is the prefix): the prefix runs once, its cache is
-        repeated for the B rows, and only each prompt's own tokens run batched after it."""
-        device = embeds[0].device
-        lengths = [int(e.shape[1]) for e in embeds]
-        width, n = max(lengths), len(lengths)
-        positions = torch.cat(
-            [_pad_last(self.rope_positions(model, p).to(device), width, 0) for p in preps], dim=1
-        )  # (3, B, W)
-        dec = self.decoder(model)
-        head = dec(
-            inputs_embeds=embeds[0][:, :shared], attention_mask=None,
-            position_ids=positions[:, :1, :shared], use_cache=True,
-        )  # fmt: skip
-        cache = next(iter(_cache_kwargs(dec, head).values()))
-        cache.batch_repeat_interleave(n)
-        tails = torch.cat([_pad_tokens(e[:, shared:], width - shared) for e in embeds], dim=0)
-        out = dec(
-            inputs_embeds=tails, attention_mask=None, position_ids=positions[:, :, shared:],
-            use_cache=True, **_cache_kwargs(dec, head),
-        )  # fmt: skip
-        rows = torch.arange(n, device=device)
         last = out.last_hidden_state[rows, torch.tensor(lengths, device=device) - shared - 1]
         return out, positions, lengths, model.lm_head(last).float()
+
+    def _prefix_cache(
+        self, model: Any, embeds: torch.Tensor, positions: torch.Tensor, shared: int, rows: int
+    ) -> dict[str, Any]:
+        """The decoder's cache keyword after one pass over the first ``shared`` tokens of
+        ``embeds`` (1, T, D), its KV cache repeated for ``rows`` prompts."""
+        dec = self.decoder(model)
+        head = dec(
+            inputs_embeds=embeds[:, :shared], attention_mask=None,
+            position_ids=positions[:, :1, :shared], use_cache=True,
+        )  # fmt: skip
+        cache = _cache_kwargs(dec, head)
+        next(iter(cache.values())).batch_repeat_interleave(rows)
+        return cache
 
     def batch_next_token_logits(
         self, model: Any, preps: Sequence[PreparedInputs], embeds: Sequence[torch.Tensor]
@@ -160,14 +151,9 @@ class MRopeDecoder:
         with torch.no_grad():
             detached = [e.detach() for e in embeds]
             shared = shared_prefix(preps, detached)
-            if shared:
-                out, positions, lengths, first = self._prefill_shared(
-                    model, preps, detached, shared
-                )
-            else:
-                out, positions, lengths, first = self._prefill(
-                    model, preps, detached, use_cache=True
-                )
+            out, positions, lengths, first = self._prefill(
+                model, preps, detached, shared, use_cache=True
+            )
             device, n = first.device, len(lengths)
             # decode steps see each prompt's real tokens and the tokens generated so far
             attn = torch.zeros((n, positions.shape[-1]), dtype=torch.long, device=device)
@@ -233,9 +219,10 @@ class MRopeDecoder:
         max_new_tokens: int,
     ) -> str:
         """Greedy answer text (special tokens dropped, surrounding whitespace stripped)."""
-        return self.generate_with_logits(model, processor, prepared, inputs_embeds, max_new_tokens)[
-            0
-        ]
+        text, _ = self.generate_with_logits(
+            model, processor, prepared, inputs_embeds, max_new_tokens
+        )
+        return text
 
 
 #: Shortest shared prefix worth its own pass (a page image is hundreds of tokens).

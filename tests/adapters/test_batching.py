@@ -191,13 +191,13 @@ def test_a_pages_questions_share_its_prefill(
     assert shared > int(preps[0].image_positions.max()), "every question shares the page's tokens"
     assert _mrope.shared_prefix(preps[:1], embeds[:1]) == 0
     calls: list[int] = []
-    real = tiny.adapter._prefill_shared
+    real = tiny.adapter._prefix_cache
 
-    def spy(model: Any, p: Any, e: Any, k: int) -> Any:
+    def spy(model: Any, e: Any, positions: Any, k: int, rows: int) -> Any:
         calls.append(k)
-        return real(model, p, e, k)
+        return real(model, e, positions, k, rows)
 
-    monkeypatch.setattr(tiny.adapter, "_prefill_shared", spy)
+    monkeypatch.setattr(tiny.adapter, "_prefix_cache", spy)
     together = tiny.adapter.batch_generate_with_logits(tiny.model, tiny.processor, preps, embeds, 6)
     assert calls == [shared], "the prefix ran once for the four questions"
     alone = [
