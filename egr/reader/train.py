@@ -122,7 +122,7 @@ def _batch_stream(processor: Any, seed: int, start: int, batch_scale: float = 1.
 
 
 def _save_state(
-    path: Path, model: Any, char_head: Any, opt: Any, step: int, total_steps: int
+    path: Path, model: Any, char_head: Any, opt: Any, step: int, total_steps: int, seed: int
 ) -> None:
     """Write the resumable training state atomically (temp file, then rename)."""
     tmp = path.with_suffix(".tmp")
@@ -133,12 +133,15 @@ def _save_state(
         "step": step,
         "recipe": RECIPE,
         "total_steps": total_steps,
+        "seed": seed,
     }
     torch.save(state, tmp)
     os.replace(tmp, path)
 
 
-def _check_recipe(state: dict[str, Any], path: Path | str, steps: int | None = None) -> None:
+def _check_recipe(
+    state: dict[str, Any], path: Path | str, steps: int | None = None, seed: int | None = None
+) -> None:
     found = state.get("recipe", 1)
     if found != RECIPE:
         raise RecipeMismatchError(
@@ -149,6 +152,11 @@ def _check_recipe(state: dict[str, Any], path: Path | str, steps: int | None = N
         raise RecipeMismatchError(
             f"{path}: this run was started with --steps {state['total_steps']} (the learning-rate "
             f"schedule's length), not {steps}; resume it with --steps {state['total_steps']}"
+        )
+    if seed is not None and state.get("seed", seed) != seed:
+        raise RecipeMismatchError(
+            f"{path}: this run was started with --seed {state['seed']} (its weights and data "
+            f"stream), not {seed}; resume it with --seed {state['seed']}"
         )
 
 
@@ -195,11 +203,15 @@ def save_checkpoint(
 
 
 def export_state(state_path: str | Path, out: str | Path, seed: int = 0) -> Path:
-    """Write the ``save_pretrained`` checkpoint of a training state file (e.g. mid-run)."""
-    processor = build_processor()
-    model = build_model(processor, seed)
+    """Write the ``save_pretrained`` checkpoint of a training state file (e.g. mid-run).
+
+    ``seed`` is recorded in ``reader_recipe.json`` when the state does not name its own (states
+    written before the seed was kept in them)."""
     state = torch.load(state_path, weights_only=False)
     _check_recipe(state, state_path)
+    seed = state.get("seed", seed)
+    processor = build_processor()
+    model = build_model(processor, seed)
     model.load_state_dict(state["model"])
     model.eval()
     save_checkpoint(model, processor, Path(out), {"seed": seed, "step": state["step"]})
@@ -260,7 +272,7 @@ def train_reader(
     step = 0
     if state_path.exists():
         state = torch.load(state_path, weights_only=False)
-        _check_recipe(state, state_path, steps)
+        _check_recipe(state, state_path, steps, seed)
         model.load_state_dict(state["model"])
         step = state["step"]
         head = state.get("char_head", {})
@@ -303,7 +315,7 @@ def train_reader(
             )  # fmt: skip
             t0, n_ex, run_loss = time.monotonic(), 0, 0.0
         if step % ckpt_every == 0:
-            _save_state(state_path, model, char_head, opt, step, steps)
+            _save_state(state_path, model, char_head, opt, step, steps, seed)
         if evals and step % eval_every == 0:
             accs = {t: evaluate(model, processor, ex) for t, ex in evals.items()}
             log.info(
@@ -312,7 +324,7 @@ def train_reader(
             )  # fmt: skip
             plot_log(out / "train.log", out / "curve.png")
             t0 = time.monotonic()
-    _save_state(state_path, model, char_head, opt, step, steps)
+    _save_state(state_path, model, char_head, opt, step, steps, seed)
     model.eval()
     save_checkpoint(model, processor, out / "model", {"seed": seed, "step": step})
     log.info(

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import random
 from pathlib import Path
 
 import pytest
 import torch
+from egr_cli import Egr, one_line
 
 from egr.reader import default_model_path, reader_config
 from egr.reader.batches import collate
@@ -200,8 +202,6 @@ def test_label_span_is_the_answer_and_end_token(processor):
 
 
 def test_train_resumes_from_its_state(tmp_path: Path):
-    import json
-
     from egr.reader.data import RECIPE
     from egr.reader.train import RecipeMismatchError, train_reader
 
@@ -219,6 +219,30 @@ def test_train_resumes_from_its_state(tmp_path: Path):
     assert recipe == {"recipe": RECIPE, "seed": 0, "step": 2}
     with pytest.raises(RecipeMismatchError, match="--steps 2"):  # the schedule cannot change
         train_reader(tmp_path, minutes=5, steps=3, **common)
+    with pytest.raises(RecipeMismatchError, match="--seed 0"):  # nor the data stream
+        train_reader(tmp_path, minutes=5, steps=2, **{**common, "seed": 1})
+
+
+def test_export_writes_a_loadable_checkpoint_of_any_state(tmp_path: Path, egr: Egr):
+    from egr.reader.train import train_reader
+    from egr_core.loading import load_vlm
+
+    run = tmp_path / "run"
+    common = {"n_eval": 0, "batch_scale": 0.1, "ckpt_every": 1, "log_every": 1}
+    train_reader(run, minutes=5, steps=4, until=1, seed=3, **common)
+    res = egr("train-reader", str(run), "--export", str(tmp_path / "step1"))
+    assert res.returncode == 0, res.stderr
+    state = torch.load(run / "state.pt", weights_only=False)
+    assert state["step"] == 1 and state["seed"] == 3
+    meta = json.loads((tmp_path / "step1" / "reader_recipe.json").read_text())
+    assert meta["step"] == 1 and meta["seed"] == 3  # the state's seed, not the option's default
+    vlm = load_vlm(str(tmp_path / "step1"))
+    got = vlm.model.state_dict()
+    for name, tensor in state["model"].items():  # the state's weights, not a fresh model's
+        assert torch.equal(got[name], tensor), name
+    assert torch.load(run / "state.pt", weights_only=False)["step"] == 1  # nothing trained
+    res = egr("train-reader", str(tmp_path / "nothing"), "--export", str(tmp_path / "x"))
+    assert res.returncode == 1 and one_line(res).endswith("no training state to export")
 
 
 def test_char_accuracy_scores_near_misses():
