@@ -12,7 +12,7 @@ def command(
     minutes: Annotated[float, typer.Option(help="Wall-clock budget of this call.", min=0.1)] = 90,
     seed: Annotated[int, typer.Option(help="Seed of the weights and the data stream.")] = 0,
     steps: Annotated[
-        int, typer.Option(help="Total steps (the LR schedule's length; recipe 2: 20000).", min=1)
+        int, typer.Option(help="Total steps (the LR schedule's length; recipe 3: 20000).", min=1)
     ] = 20_000,
     threads: Annotated[int, typer.Option(help="torch threads.", min=1)] = 2,
     export: Annotated[

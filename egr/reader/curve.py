@@ -22,6 +22,8 @@ COLORS = {
     "transcribe_chars": (158, 202, 225),
     "crop_qa": (214, 39, 40),
     "crop_qa_chars": (252, 146, 114),
+    "crop_qa_egg": (44, 160, 44),
+    "crop_qa_egg_chars": (161, 217, 155),
 }
 
 

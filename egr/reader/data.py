@@ -143,10 +143,21 @@ def transcribe_example(
     )  # fmt: skip
 
 
-def crop_qa_example(rng: random.Random, doc: SynthDocument, pdf: Any) -> Example:
+def _crop_rect(
+    rng: random.Random, doc: SynthDocument, span: TextSpan, phase: Phase | None
+) -> tuple[tuple[float, float, float, float], float]:
+    """``egg_crop_rect`` with the phase's peak error (recipe 2's without a phase)."""
+    if phase is None:
+        return egg_crop_rect(rng, doc, span)
+    return egg_crop_rect(rng, doc, span, phase.peak_sd, phase.whole_value)
+
+
+def crop_qa_example(
+    rng: random.Random, doc: SynthDocument, pdf: Any, phase: Phase | None = None
+) -> Example:
     """A field's question on an EGG-like crop around its value."""
     f = rng.choice(doc.fields)
-    rect, scale = egg_crop_rect(rng, doc, f.span)
+    rect, scale = _crop_rect(rng, doc, f.span, phase)
     img = render_crop(pdf, f.page, rect, scale)
     return Example(
         (img,), f.question, f.answer, "crop_qa",
@@ -155,21 +166,23 @@ def crop_qa_example(rng: random.Random, doc: SynthDocument, pdf: Any) -> Example
     )  # fmt: skip
 
 
-def page_crops_qa_example(rng: random.Random, doc: SynthDocument, pdf: Any) -> Example:
+def page_crops_qa_example(
+    rng: random.Random, doc: SynthDocument, pdf: Any, phase: Phase | None = None
+) -> Example:
     """``[page view, crops...]``: the answer crop among 0-2 distractors (10%: it is missing)."""
     f = rng.choice(doc.fields)
     same_page = [g for g in doc.fields if g.page == f.page and g is not f]
     others: list[SynthField] = rng.sample(same_page, k=min(len(same_page), rng.randint(0, 2)))
     crops: list[tuple[Image.Image, Any, Any, str]] = []
     if rng.random() < 0.9 or not others:
-        rect, scale = egg_crop_rect(rng, doc, f.span)
+        rect, scale = _crop_rect(rng, doc, f.span, phase)
         img = render_crop(pdf, f.page, rect, scale)
         crops.append(
             (img, _relative(f.span.box_pt, rect), char_cells(f.span, rect, img),
              slot_labels(doc, f.page, rect, img))
         )  # fmt: skip
     for g in others:
-        rect, scale = egg_crop_rect(rng, doc, g.span)
+        rect, scale = _crop_rect(rng, doc, g.span, phase)
         img = render_crop(pdf, g.page, rect, scale)
         crops.append((img, None, None, slot_labels(doc, g.page, rect, img)))
     rng.shuffle(crops)
@@ -205,12 +218,25 @@ class Phase:
     weights: dict[str, float]
     pitch: tuple[float, float]  # transcription px per character
     aligned: float = 0.0  # share of glyph-aligned transcriptions (one character per token)
+    #: the simulated map peak's error around the value's centre (sd across, down; points)
+    peak_sd: tuple[float, float] = (10.0, 6.0)
+    #: pull the peak back so every crop of a value holds all of it (``views.egg_crop_rect``)
+    whole_value: bool = False
 
 
 #: The training recipe's version, recorded in ``state.pt`` and in the checkpoint
 #: (``reader_recipe.json``). A change to the data, the phases or the architecture is a new version;
-#: a run never resumes from a state of another version.
-RECIPE = 2
+#: a run never resumes from a state of another version, except a state of a version this one
+#: extends (:data:`EXTENDS`) at a step where the two have not yet differed.
+RECIPE = 3
+
+#: Step at which recipe 3 leaves recipe 2: before it, every batch of recipe 3 is recipe 2's, byte
+#: for byte (same seeds, phases and random draws), so a recipe-2 state at a step <= this one is a
+#: recipe-3 state too. From it on, crops are cut around the map-peak error EGG actually makes.
+RECIPE_3_FROM = 7200
+
+#: ``version -> last step it shares with this recipe``.
+EXTENDS = {2: RECIPE_3_FROM}
 
 PHASES: tuple[Phase, ...] = (
     # reading first: lines and legible crops, every auxiliary loss on from the start
@@ -221,6 +247,19 @@ PHASES: tuple[Phase, ...] = (
         {"transcribe": 0.35, "crop_qa": 0.35, "page_crops_qa": 0.2, "page_qa": 0.1},
         (14.0, 40.0),
         0.1,
+    ),
+    # recipe 3: crops around EGG's own map-peak error. Measured with the step-6600 reader on
+    # training-namespace pages (53 peaks near their value): across sd 13 pt, down sd 17 pt; recipe
+    # 2 assumed 10 and 6, so its reader read a value centred in the window far better than one
+    # near the window's top or bottom, where EGG's windows often put it. Every crop holds the
+    # whole value; a little more of the [page, crops] input EGG feeds, a little less transcription.
+    Phase(
+        RECIPE_3_FROM,
+        {"transcribe": 0.3, "crop_qa": 0.35, "page_crops_qa": 0.25, "page_qa": 0.1},
+        (14.0, 40.0),
+        0.1,
+        peak_sd=(13.0, 17.0),
+        whole_value=True,
     ),
 )
 
@@ -255,9 +294,9 @@ def make_example(
     if task == "transcribe":
         return transcribe_example(rng, doc, pdf, phase.pitch, phase.aligned)
     if task == "crop_qa":
-        return crop_qa_example(rng, doc, pdf)
+        return crop_qa_example(rng, doc, pdf, phase)
     if task == "page_crops_qa":
-        return page_crops_qa_example(rng, doc, pdf)
+        return page_crops_qa_example(rng, doc, pdf, phase)
     if task == "page_qa":
         return page_qa_example(rng, doc, pdf)
     raise ValueError(f"unknown task {task!r}")

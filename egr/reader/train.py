@@ -35,8 +35,10 @@ from egr.reader.loss import loss_of
 
 from .curve import plot_log
 from .data import (
+    EXTENDS,
     PHASES,
     RECIPE,
+    RECIPE_3_FROM,
     DocPool,
     Example,
     make_example,
@@ -143,9 +145,12 @@ def _check_recipe(
     state: dict[str, Any], path: Path | str, steps: int | None = None, seed: int | None = None
 ) -> None:
     found = state.get("recipe", 1)
-    if found != RECIPE:
+    shared = EXTENDS.get(found)
+    if found != RECIPE and (shared is None or state.get("step", 0) > shared):
+        until = f" (it shares steps 0-{shared} with it)" if shared is not None else ""
         raise RecipeMismatchError(
-            f"{path}: training state of reader recipe {found}, this code trains recipe {RECIPE}; "
+            f"{path}: training state of reader recipe {found} at step {state.get('step', 0)}, "
+            f"this code trains recipe {RECIPE}{until}; "
             "start a new output folder (a run never changes recipe midway)"
         )
     if steps is not None and state.get("total_steps", steps) != steps:
@@ -167,7 +172,7 @@ def _lr(step: int, total: int, peak: float, warmup: int = 100) -> float:
     return peak * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac)))
 
 
-#: Length of recipe 2's run (its learning-rate schedule); the shipped weights are its last step.
+#: Length of recipe 3's run (its learning-rate schedule); the shipped weights are its last step.
 RECIPE_STEPS = 20_000
 
 #: Written next to the weights: the recipe version (and seed, step) that made them.
@@ -282,11 +287,17 @@ def train_reader(
         else:  # a state from an earlier character head: keep the model, fresh optimiser
             log.info("state has no matching char_head: new head and optimiser")
         log.info("resumed from %s at step %d", state_path, step)
+        if state.get("recipe", 1) != RECIPE:
+            log.info(
+                "the state is recipe %d's; recipe %d shares its steps 0-%d",
+                state["recipe"], RECIPE, EXTENDS[state["recipe"]],
+            )  # fmt: skip
     model.train()
     batches = _batch_stream(processor, seed, step, batch_scale)
-    evals = (
-        {t: heldout(seed, t, n_eval, 10**9) for t in ("transcribe", "crop_qa")} if n_eval else {}
-    )
+    evals: dict[str, list[Example]] = {}
+    if n_eval:  # recipe 2's evaluations, and its crop questions cut around EGG's peak error
+        evals = {t: heldout(seed, t, n_eval, RECIPE_3_FROM - 1) for t in ("transcribe", "crop_qa")}
+        evals["crop_qa_egg"] = heldout(seed, "crop_qa", n_eval, 10**9)
     t_end = time.monotonic() + minutes * 60
     t0, n_ex, run_loss = time.monotonic(), 0, 0.0
     log.info("training from step %d to %d, %d params", step, steps, model.num_parameters())

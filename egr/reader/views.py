@@ -63,7 +63,11 @@ WINDOW_JITTER = (56.0, 84.0)
 
 
 def egg_crop_rect(
-    rng: random.Random, doc: SynthDocument, span: TextSpan
+    rng: random.Random,
+    doc: SynthDocument,
+    span: TextSpan,
+    peak_sd: tuple[float, float] = (10.0, 6.0),
+    whole_value: bool = False,
 ) -> tuple[tuple[float, float, float, float], float]:
     """A crop rectangle (points) and its scale (px/pt), cut the way EGG cuts the reader's crops.
 
@@ -73,6 +77,10 @@ def egg_crop_rect(
     points, and the crop comes from EGG's own rule (:func:`egr_core.imaging.legible_crops`, the
     window holding most of the value), at the reader's legible scale times a jitter factor. So
     values sit off-centre, with neighbouring text in the crop.
+
+    ``peak_sd`` is the peak's error (standard deviation across and down, points). With
+    ``whole_value`` the peak is pulled back where needed so the window holds the whole value
+    (a crop whose answer is cut off teaches guessing); it draws nothing more from ``rng``.
     """
     w, h = doc.page_sizes_pt[span.page]
     x0, y0, x1, y1 = span.box_pt
@@ -82,11 +90,17 @@ def egg_crop_rect(
         max((x0 - gx[0]) / w, 0.0), max((y0 - gy[0]) / h, 0.0),
         min((x1 + gx[1]) / w, 1.0), min((y1 + gy[1]) / h, 1.0),
     )  # fmt: skip
-    peak = (((x0 + x1) / 2 + rng.gauss(0, 10)) / w, ((y0 + y1) / 2 + rng.gauss(0, 6)) / h)
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+    px, py = cx + rng.gauss(0, peak_sd[0]), cy + rng.gauss(0, peak_sd[1])
     scale = LEGIBLE_SCALE * rng.uniform(*SCALE_JITTER)
+    window = rng.uniform(*WINDOW_JITTER)
+    if whole_value:  # the window centred on the peak must hold the value (1 pt to spare)
+        reach_x = max((CROP_PX / scale - (x1 - x0)) / 2 - 1.0, 0.0)
+        reach_y = max((window - (y1 - y0)) / 2 - 1.0, 0.0)
+        px, py = cx + _clamp(px - cx, reach_x), cy + _clamp(py - cy, reach_y)
     crops = legible_crops(
-        region, peak, (w, h), scale=scale, max_long_px=CROP_PX,
-        window_pt=rng.uniform(*WINDOW_JITTER), pad=CROP_PAD, max_crops=3,
+        region, (px / w, py / h), (w, h), scale=scale, max_long_px=CROP_PX,
+        window_pt=window, pad=CROP_PAD, max_crops=3,
     )  # fmt: skip
 
     def overlap(b: Box) -> float:
@@ -94,6 +108,10 @@ def egg_crop_rect(
 
     best = max(crops, key=overlap)
     return (best.x0 * w, best.y0 * h, best.x1 * w, best.y1 * h), scale
+
+
+def _clamp(v: float, reach: float) -> float:
+    return max(-reach, min(v, reach))
 
 
 def render_crop(

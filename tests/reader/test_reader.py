@@ -14,6 +14,7 @@ from egr.reader import default_model_path, reader_config
 from egr.reader.batches import collate
 from egr.reader.data import (
     PHASES,
+    RECIPE_3_FROM,
     TOKEN_PX,
     DocPool,
     step_batch,
@@ -179,6 +180,34 @@ def test_training_crops_are_cut_by_eggs_legible_window_rule():
         pitches.append(0.6 * f.span.size_pt * img.width / (rect[2] - rect[0]))
     assert whole >= 18, whole  # mostly the whole value, sometimes cut (off-centre peaks)
     assert min(pitches) > 14 and max(pitches) < 46, pitches
+
+
+def test_recipe_3_crops_hold_the_whole_value_around_eggs_peak_error():
+    from egr.reader.views import egg_crop_rect
+
+    pool = DocPool(0, size=12)
+    offsets: dict[bool, list[float]] = {False: [], True: []}
+    for later in (False, True):
+        phase = PHASES[-1] if later else [p for p in PHASES if p.start < RECIPE_3_FROM][-1]
+        rng = random.Random(11)
+        for i in range(40):
+            doc, _ = pool.get(i % 12)
+            f = rng.choice(doc.fields)
+            rect, _ = egg_crop_rect(rng, doc, f.span, phase.peak_sd, phase.whole_value)
+            x0, y0, x1, y1 = f.span.box_pt
+            if later:  # every recipe-3 crop shows all of its value
+                assert rect[0] <= x0 and rect[1] <= y0 and rect[2] >= x1 and rect[3] >= y1
+            offsets[later].append(abs((rect[1] + rect[3]) / 2 - (y0 + y1) / 2))
+    # ... placed as EGG places it: further from the window's middle than recipe 2's crops
+    assert sum(offsets[True]) > 1.5 * sum(offsets[False]), offsets
+
+
+def test_recipe_3_resumes_a_recipe_2_state_only_where_they_agree():
+    from egr.reader.train import RecipeMismatchError, _check_recipe
+
+    _check_recipe({"recipe": 2, "step": RECIPE_3_FROM}, "state.pt")  # shared steps: accepted
+    with pytest.raises(RecipeMismatchError, match=f"shares steps 0-{RECIPE_3_FROM}"):
+        _check_recipe({"recipe": 2, "step": RECIPE_3_FROM + 100}, "state.pt")
 
 
 def test_a_state_of_another_recipe_is_refused(tmp_path: Path):
