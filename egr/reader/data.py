@@ -36,6 +36,7 @@ import pymupdf
 from PIL import Image
 
 from egr.reader.views import (
+    PEAK_SD,
     char_cells,
     egg_crop_rect,
     page_view,
@@ -143,21 +144,10 @@ def transcribe_example(
     )  # fmt: skip
 
 
-def _crop_rect(
-    rng: random.Random, doc: SynthDocument, span: TextSpan, phase: Phase | None
-) -> tuple[tuple[float, float, float, float], float]:
-    """``egg_crop_rect`` with the phase's peak error (recipe 2's without a phase)."""
-    if phase is None:
-        return egg_crop_rect(rng, doc, span)
-    return egg_crop_rect(rng, doc, span, phase.peak_sd, phase.whole_value)
-
-
-def crop_qa_example(
-    rng: random.Random, doc: SynthDocument, pdf: Any, phase: Phase | None = None
-) -> Example:
+def crop_qa_example(rng: random.Random, doc: SynthDocument, pdf: Any, phase: Phase) -> Example:
     """A field's question on an EGG-like crop around its value."""
     f = rng.choice(doc.fields)
-    rect, scale = _crop_rect(rng, doc, f.span, phase)
+    rect, scale = egg_crop_rect(rng, doc, f.span, phase.peak_sd, phase.whole_value)
     img = render_crop(pdf, f.page, rect, scale)
     return Example(
         (img,), f.question, f.answer, "crop_qa",
@@ -167,7 +157,7 @@ def crop_qa_example(
 
 
 def page_crops_qa_example(
-    rng: random.Random, doc: SynthDocument, pdf: Any, phase: Phase | None = None
+    rng: random.Random, doc: SynthDocument, pdf: Any, phase: Phase
 ) -> Example:
     """``[page view, crops...]``: the answer crop among 0-2 distractors (10%: it is missing)."""
     f = rng.choice(doc.fields)
@@ -175,14 +165,14 @@ def page_crops_qa_example(
     others: list[SynthField] = rng.sample(same_page, k=min(len(same_page), rng.randint(0, 2)))
     crops: list[tuple[Image.Image, Any, Any, str]] = []
     if rng.random() < 0.9 or not others:
-        rect, scale = _crop_rect(rng, doc, f.span, phase)
+        rect, scale = egg_crop_rect(rng, doc, f.span, phase.peak_sd, phase.whole_value)
         img = render_crop(pdf, f.page, rect, scale)
         crops.append(
             (img, _relative(f.span.box_pt, rect), char_cells(f.span, rect, img),
              slot_labels(doc, f.page, rect, img))
         )  # fmt: skip
     for g in others:
-        rect, scale = _crop_rect(rng, doc, g.span, phase)
+        rect, scale = egg_crop_rect(rng, doc, g.span, phase.peak_sd, phase.whole_value)
         img = render_crop(pdf, g.page, rect, scale)
         crops.append((img, None, None, slot_labels(doc, g.page, rect, img)))
     rng.shuffle(crops)
@@ -219,7 +209,7 @@ class Phase:
     pitch: tuple[float, float]  # transcription px per character
     aligned: float = 0.0  # share of glyph-aligned transcriptions (one character per token)
     #: the simulated map peak's error around the value's centre (sd across, down; points)
-    peak_sd: tuple[float, float] = (10.0, 6.0)
+    peak_sd: tuple[float, float] = PEAK_SD
     #: pull the peak back so every crop of a value holds all of it (``views.egg_crop_rect``)
     whole_value: bool = False
 

@@ -60,13 +60,15 @@ LEGIBLE_SCALE, CROP_PX, CROP_PAD = 5.0, 616, 0.1
 SCALE_JITTER = (0.85, 1.2)
 #: Window heights (points) of training crops, around the reader's ``crop_window_pt``.
 WINDOW_JITTER = (56.0, 84.0)
+#: The simulated map peak's error around a value's centre (sd across, down; points) of recipe 2.
+PEAK_SD = (10.0, 6.0)
 
 
 def egg_crop_rect(
     rng: random.Random,
     doc: SynthDocument,
     span: TextSpan,
-    peak_sd: tuple[float, float] = (10.0, 6.0),
+    peak_sd: tuple[float, float] = PEAK_SD,
     whole_value: bool = False,
 ) -> tuple[tuple[float, float, float, float], float]:
     """A crop rectangle (points) and its scale (px/pt), cut the way EGG cuts the reader's crops.
