@@ -14,6 +14,14 @@ def command(
     steps: Annotated[
         int, typer.Option(help="Total steps (the LR schedule's length; recipe 3: 20000).", min=1)
     ] = 20_000,
+    until: Annotated[
+        int | None,
+        typer.Option(
+            help="Stop at this step (state.pt saved there; the schedule stays --steps): "
+            "reproduces a checkpoint taken mid-run, such as the shipped one.",
+            min=1,
+        ),
+    ] = None,
     threads: Annotated[int, typer.Option(help="torch threads.", min=1)] = 2,
     export: Annotated[
         str | None,
@@ -43,7 +51,9 @@ def command(
                 raise typer.Exit(1)
             path = export_state(state, export, seed=seed)
         else:
-            path = train_reader(out, minutes=minutes, seed=seed, steps=steps, threads=threads)
+            path = train_reader(
+                out, minutes=minutes, seed=seed, steps=steps, threads=threads, until=until
+            )
     except RecipeMismatchError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None

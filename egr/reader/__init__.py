@@ -17,11 +17,12 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-#: EGG knobs for the reader (recipe 2; docs/reader.md has the sweep that chose them). Crops are
-#: legible windows (``egr_core.imaging.legible_crops``): rendered at 5 px per point (Courier values
-#: at 18-36 px per character), at most 616 px (22 tokens) wide and 72 pt tall, centred on the
-#: region and the map's peak; deeper rounds re-centre, never shrink. The answer comes from the
-#: accepted round whose first answer token the reader is most sure of.
+#: EGG knobs written next to the weights ``egr train-reader`` exports (recipe 3; docs/reader.md has
+#: the development-seed sweep that chose them). Crops are legible windows
+#: (``egr_core.imaging.legible_crops``): rendered at 5.5 px per point (training jitters the scale
+#: over 4.25-6 px/pt; 5.5 read best), at most 616 px (22 tokens) wide and 72 pt tall, centred on
+#: the region and the map's peak, one window per answer (three beside each other read far worse).
+#: The answer comes from the accepted round whose first answer token the reader is most sure of.
 READER_EGG_KNOBS: dict[str, Any] = {
     "sigma": 1.5,
     "threshold": "fraction",
@@ -31,10 +32,11 @@ READER_EGG_KNOBS: dict[str, Any] = {
     "min_rounds": 1,
     "max_new_tokens": 24,
     "crop_pixels": 616,
-    "legible_scale": 5.0,
+    "legible_scale": 5.5,
     "crop_window_pt": 72.0,
     "crop_pad": 0.1,
     "answer_round": "confident",
+    "max_windows": 1,
 }
 
 

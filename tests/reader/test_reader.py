@@ -252,17 +252,16 @@ def test_train_resumes_from_its_state(tmp_path: Path):
         train_reader(tmp_path, minutes=5, steps=2, **{**common, "seed": 1})
 
 
-def test_export_writes_a_loadable_checkpoint_of_any_state(tmp_path: Path, egr: Egr):
-    from egr.reader.train import train_reader
+def test_until_stops_mid_schedule_and_export_writes_that_state(tmp_path: Path, egr: Egr):
     from egr_core.loading import load_vlm
 
-    run = tmp_path / "run"
-    common = {"n_eval": 0, "batch_scale": 0.1, "ckpt_every": 1, "log_every": 1}
-    train_reader(run, minutes=5, steps=4, until=1, seed=3, **common)
+    run = tmp_path / "run"  # the real command at full batch size: one step of a 4-step schedule
+    res = egr("train-reader", str(run), "--steps", "4", "--until", "1", "--seed", "3")
+    assert res.returncode == 0, res.stderr
     res = egr("train-reader", str(run), "--export", str(tmp_path / "step1"))
     assert res.returncode == 0, res.stderr
     state = torch.load(run / "state.pt", weights_only=False)
-    assert state["step"] == 1 and state["seed"] == 3
+    assert (state["step"], state["total_steps"], state["seed"]) == (1, 4, 3)
     meta = json.loads((tmp_path / "step1" / "reader_recipe.json").read_text())
     assert meta["step"] == 1 and meta["seed"] == 3  # the state's seed, not the option's default
     vlm = load_vlm(str(tmp_path / "step1"))
