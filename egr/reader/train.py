@@ -123,14 +123,6 @@ def _batch_stream(processor: Any, seed: int, start: int, batch_scale: float = 1.
     return iter(loader)
 
 
-def _close_stream(batches: Any) -> None:
-    """Shut the stream's data worker down (the iterator would do it when garbage-collected, by
-    which time a worker prefetching an endless stream is killed mid-batch and warns)."""
-    shutdown = getattr(batches, "_shutdown_workers", None)
-    if shutdown is not None:
-        shutdown()
-
-
 def _save_state(
     path: Path, model: Any, char_head: Any, opt: Any, step: int, total_steps: int, seed: int
 ) -> None:
@@ -310,42 +302,39 @@ def train_reader(
     t0, n_ex, run_loss = time.monotonic(), 0, 0.0
     log.info("training from step %d to %d, %d params", step, steps, model.num_parameters())
     stop = min(steps, until) if until is not None else steps
-    try:
-        while step < stop and time.monotonic() < t_end:
-            batch_step, task, n_batch, enc = next(batches)
-            assert batch_step == step, (batch_step, step)
-            for g in opt.param_groups:
-                g["lr"] = _lr(step, steps, lr)
-            torch.manual_seed(seed * 1_000_003 + step)
-            loss, parts = loss_of(model, enc, char_head)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
-            opt.step()
-            step += 1
-            n_ex += n_batch
-            run_loss += loss.item()
-            if step % log_every == 0:
-                dt = time.monotonic() - t0
-                log.info(
-                    "step %d task %s loss %.4f (mean %.4f) answer %.3f chars %.3f focus %.3f "
-                    "copy %.3f lens %.3f %.1f ex/s",
-                    step, task, loss.item(), run_loss / log_every, parts["answer"],
-                    parts["chars"], parts["focus"], parts["copy"], parts["lens"], n_ex / dt,
-                )  # fmt: skip
-                t0, n_ex, run_loss = time.monotonic(), 0, 0.0
-            if step % ckpt_every == 0:
-                _save_state(state_path, model, char_head, opt, step, steps, seed)
-            if evals and step % eval_every == 0:
-                accs = {t: evaluate(model, processor, ex) for t, ex in evals.items()}
-                log.info(
-                    "eval step %d %s", step,
-                    " ".join(f"{k}={em:.3f} {k}_chars={ch:.3f}" for k, (em, ch) in accs.items()),
-                )  # fmt: skip
-                plot_log(out / "train.log", out / "curve.png")
-                t0 = time.monotonic()
-    finally:  # stop the data worker now, not mid-prefetch at garbage collection
-        _close_stream(batches)
+    while step < stop and time.monotonic() < t_end:
+        batch_step, task, n_batch, enc = next(batches)
+        assert batch_step == step, (batch_step, step)
+        for g in opt.param_groups:
+            g["lr"] = _lr(step, steps, lr)
+        torch.manual_seed(seed * 1_000_003 + step)
+        loss, parts = loss_of(model, enc, char_head)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        step += 1
+        n_ex += n_batch
+        run_loss += loss.item()
+        if step % log_every == 0:
+            dt = time.monotonic() - t0
+            log.info(
+                "step %d task %s loss %.4f (mean %.4f) answer %.3f chars %.3f focus %.3f copy %.3f "
+                "lens %.3f %.1f ex/s",
+                step, task, loss.item(), run_loss / log_every, parts["answer"], parts["chars"],
+                parts["focus"], parts["copy"], parts["lens"], n_ex / dt,
+            )  # fmt: skip
+            t0, n_ex, run_loss = time.monotonic(), 0, 0.0
+        if step % ckpt_every == 0:
+            _save_state(state_path, model, char_head, opt, step, steps, seed)
+        if evals and step % eval_every == 0:
+            accs = {t: evaluate(model, processor, ex) for t, ex in evals.items()}
+            log.info(
+                "eval step %d %s", step,
+                " ".join(f"{k}={em:.3f} {k}_chars={ch:.3f}" for k, (em, ch) in accs.items()),
+            )  # fmt: skip
+            plot_log(out / "train.log", out / "curve.png")
+            t0 = time.monotonic()
     _save_state(state_path, model, char_head, opt, step, steps, seed)
     model.eval()
     save_checkpoint(model, processor, out / "model", {"seed": seed, "step": step})
