@@ -98,6 +98,11 @@ class EntropyGradientGrounding:
         #: memory).
         self.stats: Counter[str] = Counter()
         self._pages: OrderedDict[Any, tuple[ImageCache, dict[Any, torch.Tensor]]] = OrderedDict()
+        if self.config.read_scales and not hasattr(self.adapter, "answer_logprob"):
+            raise ValueError(
+                f"read_scales needs an adapter that scores answers (answer_logprob); "
+                f"{type(self.adapter).__name__} has none"
+            )
         self.steps = RoundRunner(
             model, processor, self.adapter, self.config,
             model_type=self.model_type, min_image_side=self.min_image_side,
@@ -140,6 +145,35 @@ class EntropyGradientGrounding:
             if self.config.max_rounds == 0:
                 return self._plain(call, qs)
             return self._grounded(call, qs)
+
+    def read(
+        self,
+        page: Image.Image,
+        question: Question | str,
+        evidence: Sequence[Region],
+        crop_fn: CropFn | None = None,
+        page_size_pt: tuple[float, float] | None = None,
+    ) -> str:
+        """EGG's answer step on given evidence, no map: ``question`` over [page, the crops the
+        config cuts for ``evidence`` (regions with their peaks)], or the crops alone and with
+        ``read_scales``' views as the config says. For the benchmark's oracle crop (the true
+        box) and for re-reading stored evidence. Arguments as in :meth:`ground`.
+        """
+        (q,) = self._questions([question])
+        self._check_image(page, "page image")
+        if not evidence:
+            raise InputError("read() needs at least one evidence region")
+        pt = page_size_pt or (float(page.width), float(page.height))
+        call = self._page_call(page, crop_fn or raster_crop_fn(page), pt)
+        pairs = self._next_crops(call, evidence)
+        crops = tuple(b for b, _ in pairs)
+        with frozen(self.model):
+            if self._rereads:
+                return self._reread(call, q, crops, dict(pairs), None, None)[0]
+            prep, embeds, timings = self.steps.inputs(call, Ask(q, crops, 1))
+            data = RoundData(prep, embeds, float("nan"), (), timings)
+            ((text, _),) = self.steps.generate([data])
+        return text
 
     def first_token_entropy(self, page: Image.Image, question: Question | str) -> float:
         """First-answer-token entropy for [page] + question: one forward, no backward."""
@@ -255,6 +289,7 @@ class EntropyGradientGrounding:
 
         # the light (last) round is the answer round for sure when it is the only candidate
         sure = cfg.answer_round == "last" or cfg.min_rounds >= cfg.max_rounds
+        sure = sure and cfg.answer_page  # else the answer step reads the crops alone anyway
         loops: list[ZoomSteps[RoundData]] = [
             zoom_steps(
                 crops_for(i),
@@ -289,14 +324,110 @@ class EntropyGradientGrounding:
                     del pending[i]
         chosen = [answer_round(trails[i], cfg.answer_round, cfg.min_rounds) for i in range(len(qs))]
         finals = [trails[i].rounds[c].payload for i, c in enumerate(chosen)]
-        late = iter(self.steps.generate([f for f in finals if f.answer is None]))
+        reread = [self._rereads and bool(trails[i].rounds[c].crops) for i, c in enumerate(chosen)]
+        # the answering round's own answer, unless the answer step reads its crops alone
+        own = [
+            f.answer is None and not (r and not cfg.answer_page)
+            for f, r in zip(finals, reread, strict=True)
+        ]
+        late = iter(self.steps.generate([f for f, o in zip(finals, own, strict=True) if o]))
         answers = [
-            (f.answer, 0.0) if f.answer is not None else next(late)  # 0: answered in its prefill
-            for f in finals
-        ]
+            (f.answer, 0.0) if f.answer is not None else next(late) if o else ("", 0.0)
+            for f, o in zip(finals, own, strict=True)
+        ]  # 0 ms: answered in its prefill (or not at all: read again below)
+        reads: list[tuple[list[dict[str, Any]], float]] = [([], 0.0) for _ in qs]
+        for i, q in enumerate(qs):
+            crops = trails[i].rounds[chosen[i]].crops
+            if reread[i]:
+                text, took, views = self._reread(
+                    call, q, crops, sources[i], finals[i], answers[i][0]
+                )
+                answers[i], reads[i] = (text, answers[i][1]), (views, took)
         return [
-            self._answer(q, trails[i], chosen[i], answers[i], sources[i]) for i, q in enumerate(qs)
+            self._answer(q, trails[i], chosen[i], answers[i], sources[i], reads[i])
+            for i, q in enumerate(qs)
         ]
+
+    @property
+    def _rereads(self) -> bool:
+        """Whether the answer step reads the answering crops again (crops alone, more scales)."""
+        return bool(self.config.read_scales) or not self.config.answer_page
+
+    def _reread(
+        self,
+        call: PageCall,
+        q: Question,
+        crops: tuple[Box, ...],
+        sources: dict[Box, Region],
+        base: RoundData | None,
+        answer: str | None,
+    ) -> tuple[str, float, list[dict[str, Any]]]:
+        """The answer step's own reads of the answering ``crops``: without the page view when
+        ``answer_page`` is off, and at every multiple of the legible scale in ``read_scales``
+        (the crops re-cut around the same regions and peaks). Each view is read greedily; with
+        several views every view's answer is a candidate, scored by its log-likelihood summed
+        over all views. ``base``/``answer``: the answering round's prompt and answer, which is
+        the legible scale's view when the page view is read.
+
+        Returns the best candidate (ties: the legible scale's answer), the milliseconds spent
+        and the views (scale, answer, and that answer's summed log-likelihood).
+        """
+        t = time.perf_counter()
+        cfg = self.config
+        aspect = call.page.width / call.page.height
+        regions_read = list(dict.fromkeys(sources[b] for b in crops))
+        views: list[tuple[float, RoundData]] = []
+        texts: list[str] = []
+        if cfg.answer_page and base is not None and answer is not None:
+            views, texts = [(1.0, base)], [answer]
+        scales = ([] if views else [1.0]) + list(cfg.read_scales)
+        for scale in scales:
+            view_cfg = cfg
+            boxes = list(crops)
+            if scale != 1.0:
+                assert cfg.legible_scale is not None  # EgrConfig: read_scales needs it
+                view_cfg = cfg.replace(legible_scale=cfg.legible_scale * scale)
+                boxes = []
+                for r in regions_read:
+                    for w in region_crops(
+                        r.box, r.peak, view_cfg, call.page_pt, aspect, max_windows=cfg.max_windows
+                    ):
+                        if w not in boxes:
+                            boxes.append(w)
+            prep, embeds, timings = self.steps.inputs(
+                call, Ask(q, tuple(boxes[: len(crops)]), 1), view_cfg, with_page=cfg.answer_page
+            )
+            views.append((scale, RoundData(prep, embeds, float("nan"), (), timings)))
+        texts += [a for a, _ in self.steps.generate([d for _, d in views[len(texts) :]])]
+        self.stats["reread_views"] += len(views) - (1 if cfg.answer_page else 0)
+        totals = {c: 0.0 for c in texts}  # insertion order: the legible scale's answer first
+        if len(views) > 1:
+            for c in totals:
+                ids = self._answer_ids(c)
+                for _, d in views:
+                    totals[c] += self.adapter.answer_logprob(  # type: ignore[attr-defined]
+                        self.model, d.prepared, d.embeds, ids
+                    )
+            self.stats["answer_scorings"] += len(totals) * len(views)
+        best = max(totals, key=lambda c: totals[c])  # first of equals: dict order
+        described = [
+            {"scale": sc, "page": cfg.answer_page, "answer": a, "logprob": round(totals[a], 4)}
+            for (sc, _), a in zip(views, texts, strict=True)
+        ]
+        return best, ms(t), described
+
+    def _answer_ids(self, text: str) -> torch.Tensor:
+        """Token ids (n,) of an answer as the model would end it: the text, then end-of-sequence."""
+        tokenizer = getattr(self.processor, "tokenizer", self.processor)
+        ids = list(tokenizer(text, add_special_tokens=False)["input_ids"])
+        eos: Any = getattr(getattr(self.model, "generation_config", None), "eos_token_id", None)
+        if isinstance(eos, list):
+            eos = eos[0] if eos else None
+        if eos is not None:
+            ids.append(int(eos))
+        if not ids:
+            raise ValueError("an empty answer with no end-of-sequence token cannot be scored")
+        return torch.tensor(ids, dtype=torch.long)
 
     def _answer(
         self,
@@ -305,6 +436,7 @@ class EntropyGradientGrounding:
         chosen: int,
         answer: tuple[str, float],
         sources: dict[Box, Region],
+        reads: tuple[list[dict[str, Any]], float],
     ) -> GroundedAnswer:
         """One question's result: its rounds, the answering round's evidence and its timings."""
         final = trail.rounds[chosen]
@@ -329,6 +461,8 @@ class EntropyGradientGrounding:
             for k, v in r.timings_ms.items():
                 totals[k] = totals.get(k, 0.0) + v
         totals["generate_ms"] = answer[1]
+        if reads[0]:  # read_scales: the other views' crops, answers and scoring
+            totals["reread_ms"] = reads[1]
         totals["total_ms"] = sum(totals.values())
         return GroundedAnswer(
             question_id=q.question_id,
@@ -346,5 +480,6 @@ class EntropyGradientGrounding:
                 "answer_round": chosen,
                 "final_crops": [b.as_tuple() for b in final.crops],
                 "config_hash": self.config_hash,
+                **({"read_views": reads[0]} if reads[0] else {}),
             },
         )

@@ -121,10 +121,12 @@ class RoundRunner:
         self.batch_tokens = max(1, int(batch_tokens))
 
     # ------------------------------------------------------------------ inputs
-    def crop(self, call: PageCall, box: Box) -> Image.Image:
-        """The crop of ``box`` at the config's scale (cached per page call: shared by questions)."""
-        size = call.page_pt if self.config.legible_scale is not None else call.page.size
-        long_side = crop_long_side(box, size, self.config)
+    def crop(self, call: PageCall, box: Box, config: EgrConfig | None = None) -> Image.Image:
+        """The crop of ``box`` at the scale of ``config`` (default: the runner's), cached per page
+        call: shared by questions."""
+        config = config or self.config
+        size = call.page_pt if config.legible_scale is not None else call.page.size
+        long_side = crop_long_side(box, size, config)
         key = (*box.as_tuple(), long_side)
         if key not in call.crops:
             img = call.crop_fn(box, long_side).convert("RGB")
@@ -178,11 +180,13 @@ class RoundRunner:
         return prep, embeds, timings
 
     def inputs(
-        self, call: PageCall, ask: Ask
+        self, call: PageCall, ask: Ask, config: EgrConfig | None = None, *, with_page: bool = True
     ) -> tuple[PreparedInputs, torch.Tensor, dict[str, float]]:
-        """[page, crops...] + question, cropped, prepared and embedded (see :meth:`embed`)."""
+        """[page, crops...] + question (``with_page=False``: the crops alone), cropped at
+        ``config``'s scale (default the runner's), prepared and embedded (see :meth:`embed`)."""
         t = time.perf_counter()
-        images = [call.page, *(self.crop(call, b) for b in ask.crops)]
+        crops = [self.crop(call, b, config) for b in ask.crops]
+        images = [call.page, *crops] if with_page or not crops else crops
         crop_ms = ms(t)
         prep, embeds, timings = self.embed(call, images, ask.question.text)
         timings["crop_ms"] = crop_ms

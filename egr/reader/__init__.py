@@ -23,6 +23,8 @@ from typing import Any
 #: over 4.25-6 px/pt; 5.5 read best), at most 616 px (22 tokens) wide and 72 pt tall, centred on
 #: the region and the map's peak, one window per answer (three beside each other read far worse).
 #: The answer comes from the accepted round whose first answer token the reader is most sure of.
+#: The answer step reads the window alone, without the page view (the reader reads a crop alone
+#: better), at 5.5 and 0.9 x 5.5 px/pt, keeping the answer both views find likelier.
 READER_EGG_KNOBS: dict[str, Any] = {
     "sigma": 1.5,
     "threshold": "fraction",
@@ -37,6 +39,8 @@ READER_EGG_KNOBS: dict[str, Any] = {
     "crop_pad": 0.1,
     "answer_round": "confident",
     "max_windows": 1,
+    "answer_page": False,
+    "read_scales": (0.9,),
 }
 
 

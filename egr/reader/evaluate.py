@@ -33,7 +33,7 @@ from egr.synth import KINDS, SynthDocument, generate, generate_corpus
 from egr_core.documents import open_pdf
 from egr_core.explain import EntropyGradientGrounding, frozen
 from egr_core.imaging import crop_long_side, region_crops
-from egr_core.types import Box, GroundedAnswer, Question
+from egr_core.types import Box, GroundedAnswer, Question, Region
 
 #: Page rendering of the pipeline (the processor then downsizes to the reader's budget).
 RENDER_MAX_PIXELS = 2_000_000
@@ -338,11 +338,21 @@ def read_windows(
 def run_oracle(
     egg: EntropyGradientGrounding, pages: PageCache, item: Item, *, with_page: bool = True
 ) -> Outcome:
-    """The true answer box cut with EGG's crop rule (region = the box, peak = its centre)."""
+    """The true answer box cut with EGG's crop rule (region = the box, peak = its centre) and
+    read by EGG's answer step (its ``read_scales`` views included); ``with_page=False``: the
+    crops alone, one greedy read."""
     t0 = time.perf_counter()
     b = item.box
-    boxes = windows(egg, b, ((b.x0 + b.x1) / 2, (b.y0 + b.y1) / 2), item)
-    answer = read_windows(egg, pages, item, boxes, with_page=with_page)
+    peak = ((b.x0 + b.x1) / 2, (b.y0 + b.y1) / 2)
+    boxes = windows(egg, b, peak, item)
+    if with_page:
+        truth = Region(box=b, score=1.0, block=0, round=0, peak=peak)
+        answer = egg.read(
+            pages.view(item.doc, item.page), Question(item.question_id, item.question), [truth],
+            crop_fn=pages.crop_fn(item.doc, item.page), page_size_pt=item.page_pt,
+        )  # fmt: skip
+    else:
+        answer = read_windows(egg, pages, item, boxes, with_page=False)
     return _outcome(item, answer, 0, t0, crop_holds=any(box_holds(c, b, WHOLE) for c in boxes))
 
 

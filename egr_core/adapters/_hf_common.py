@@ -300,3 +300,19 @@ class DecoderMixin:
         return greedy_generate_with_logits(
             model, processor, prepared.model_inputs, inputs_embeds, max_new_tokens
         )
+
+    def answer_logprob(
+        self, model: Any, prepared: Any, inputs_embeds: torch.Tensor, ids: torch.Tensor
+    ) -> float:
+        """Log-probability of the answer tokens ``ids`` (n,) after the prompt (teacher forcing)."""
+        with torch.no_grad():
+            device = inputs_embeds.device
+            ids = ids.to(device)
+            n = int(ids.numel())
+            fed = model.get_input_embeddings()(ids[:-1].view(1, -1)).to(inputs_embeds.dtype)
+            x = torch.cat([inputs_embeds.detach(), fed], dim=1)  # (1, T + n - 1, D)
+            mask = prepared.model_inputs["attention_mask"].to(device)  # (1, T)
+            mask = torch.cat([mask, mask.new_ones((1, n - 1))], dim=1)
+            out = model(inputs_embeds=x, attention_mask=mask, logits_to_keep=n)
+            logp = out.logits[0, -n:].float().log_softmax(-1)  # (n, V): predicts ids[0..n-1]
+            return float(logp[torch.arange(n, device=device), ids].sum())

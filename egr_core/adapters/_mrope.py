@@ -123,6 +123,29 @@ class MRopeDecoder:
         """Decoder forward with M-RoPE positions; logits (1, V) at the last position, float32."""
         return self.batch_next_token_logits(model, [prepared], [inputs_embeds])
 
+    def answer_logprob(
+        self, model: Any, prepared: PreparedInputs, inputs_embeds: torch.Tensor, ids: torch.Tensor
+    ) -> float:
+        """Log-probability of the answer tokens ``ids`` (n,) after the prompt (teacher forcing;
+        their positions continue after the prompt's largest M-RoPE position, as in decoding)."""
+        with torch.no_grad():
+            device = inputs_embeds.device
+            ids = ids.to(device)
+            n = int(ids.numel())
+            prompt = self.rope_positions(model, prepared).to(device)  # (3, 1, T)
+            steps = prompt.amax() + 1 + torch.arange(n - 1, device=device)
+            positions = torch.cat([prompt, steps.view(1, 1, -1).expand(3, 1, -1)], dim=2)
+            fed = model.get_input_embeddings()(ids[:-1].view(1, -1)).to(inputs_embeds.dtype)
+            x = torch.cat([inputs_embeds.detach(), fed], dim=1)  # (1, T + n - 1, D)
+            width = int(x.shape[1])
+            out = self.decoder(model)(
+                inputs_embeds=x, attention_mask=None, position_ids=positions,
+                **self._decoder_kwargs([prepared], width, device),
+            )  # fmt: skip
+            hidden = out.last_hidden_state[0, width - n :]  # (n, D): predicts ids[0..n-1]
+            logp = model.lm_head(hidden).float().log_softmax(-1)
+            return float(logp[torch.arange(n, device=device), ids].sum())
+
     def generate_ids(
         self, model: Any, prepared: PreparedInputs, inputs_embeds: torch.Tensor, max_new_tokens: int
     ) -> torch.Tensor:

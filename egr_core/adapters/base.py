@@ -15,6 +15,10 @@ view plus zero or more crops::
     scores -> grids via prep.layout                           # spans in raster order
     text = adapter.generate(model, processor, prep, embeds, max_new_tokens)
 
+Optional: ``adapter.answer_logprob(model, prep, embeds, ids)``, the summed log-probability of
+answer tokens ``ids`` (n,) after the prompt (teacher forcing), which ``EgrConfig.read_scales``
+needs to compare one answer's views (every built-in adapter has it).
+
 Counts are checked loudly by the core: ``len(prep.image_positions) == prep.layout.n_tokens`` and
 ``sum(len(f) for f in feats) == len(prep.image_positions)``, else ``TokenLayoutMismatchError``.
 """

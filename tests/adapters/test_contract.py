@@ -317,3 +317,39 @@ def test_generate_with_logits_is_generate_plus_first_token_logits(
     assert text == ref_text
     assert logits.shape == ref_logits.shape and logits.dtype == torch.float32
     torch.testing.assert_close(logits, ref_logits, rtol=1e-4, atol=1e-4)
+
+
+def test_answer_logprob_matches_the_model_forward_on_the_whole_sequence(
+    tiny: TinyVLM, page: Image.Image
+) -> None:
+    """Scoring an answer from precomputed embeddings (read_scales) gives the log-probability the
+    model's own forward gives to those tokens appended to the prompt ids (its positions, M-RoPE
+    included); a different answer scores differently."""
+    prep = tiny.adapter.prepare(tiny.processor, [page, page.crop((0, 0, 150, 120))], QUESTION)
+    tok = tiny.processor.tokenizer
+    answers = [
+        torch.tensor(tok(text, add_special_tokens=False)["input_ids"] + [tok.eos_token_id or 0])
+        for text in ("total 42", "INV-7")
+    ]
+    scores = []
+    with torch.no_grad():
+        embeds = tiny.adapter.embed(tiny.model, prep, _encode_all(tiny, prep))
+        for ids in answers:
+            ours = tiny.adapter.answer_logprob(tiny.model, prep, embeds, ids)
+            inputs = dict(prep.model_inputs)
+            t = int(inputs["input_ids"].shape[1])
+            for key, value in prep.model_inputs.items():  # every per-token input grows by n - 1
+                if (
+                    isinstance(value, torch.Tensor)
+                    and value.shape[:2] == (1, t)
+                    and value.ndim == 2
+                ):
+                    fill = {"input_ids": ids[:-1].view(1, -1), "attention_mask": None}.get(key)
+                    more = torch.ones if key == "attention_mask" else torch.zeros
+                    tail = fill if fill is not None else more((1, len(ids) - 1), dtype=value.dtype)
+                    inputs[key] = torch.cat([value, tail.to(value.dtype)], dim=1)
+            logits = tiny.model(**inputs).logits[0, t - 1 :].float().log_softmax(-1)
+            ref = float(logits[torch.arange(len(ids)), ids].sum())
+            assert ours == pytest.approx(ref, rel=1e-4, abs=1e-4)
+            scores.append(ours)
+    assert scores[0] != pytest.approx(scores[1], abs=1e-6)

@@ -20,7 +20,7 @@ from egg_toy import (
 from egr_core import EgrConfig, EntropyGradientGrounding
 from egr_core.errors import InputError, NonFiniteEntropyError, TokenLayoutMismatchError
 from egr_core.targets import next_token_entropy
-from egr_core.types import Box, Status
+from egr_core.types import Box, Region, Status
 
 RED = (128, 64, 192, 128)  # px on a 256 px page: cells rows 4..7, cols 8..11 (16 px patches)
 RED_BOX = Box(0.5, 0.25, 0.75, 0.5)
@@ -263,3 +263,109 @@ def test_a_round_feeds_at_most_four_legible_windows() -> None:
     egg, _, _ = make(cfg)
     (ans,) = egg.ground(page, ["R"], page_size_pt=(512.0, 512.0))
     assert 1 <= len(ans.rounds[1].crops) <= 4
+
+
+class _ByHeight(ToyAdapter):
+    """Answers "h<pixel height of the last image>"; scores a candidate "h<X>" under a view whose
+    last image is h px tall as -|X - h| (so the summed score is best at the views' median)."""
+
+    def generate(self, model: Any, processor: Any, prepared: Any, embeds: Any, n: int) -> str:
+        return f"h{prepared.image_sizes[-1][1]}"
+
+    def answer_logprob(self, model: Any, prepared: Any, embeds: Any, ids: torch.Tensor) -> float:
+        text = "".join(chr(int(i)) for i in ids)
+        return -abs(float(text[1:]) - prepared.image_sizes[-1][1])
+
+
+class _CharProcessor(FakeProcessor):
+    class tokenizer:  # the attribute name processors use
+        def __new__(cls, text: str, add_special_tokens: bool = True) -> dict[str, list[int]]:
+            return {"input_ids": [ord(c) for c in text]}
+
+
+def _views_config(**knobs: Any) -> EgrConfig:
+    return EgrConfig(
+        crop_pixels=128, legible_scale=2.0, crop_window_pt=48.0, crop_pad=0.0, top_k=1,
+        max_rounds=1, min_rounds=1, stop_rule="fixed", threshold="fraction", max_windows=1,
+        **knobs,
+    )  # fmt: skip
+
+
+def test_read_scales_answer_with_the_candidate_all_views_like_best() -> None:
+    # windows 48 pt tall: 96 px at the legible scale (2 px/pt), 48 px at x0.5, 72 px at x0.75;
+    # each view answers its own height; summed -|X - h| is best at the median view, x0.75's 72
+    page = page_with_squares(256, [("R", RED), ("B", BLUE)])
+    egg = EntropyGradientGrounding(
+        ToyVLM(), _CharProcessor(), _ByHeight(), _views_config(read_scales=(0.5, 0.75))
+    )
+    (ans,) = egg.ground(page, ["R"], page_size_pt=(512.0, 512.0))
+    views = ans.extra["read_views"]
+    assert [(v["scale"], v["answer"]) for v in views] == [(1.0, "h96"), (0.5, "h48"), (0.75, "h72")]
+    heights = (96, 48, 72)
+    totals = {a: -sum(abs(int(a[1:]) - h) for h in heights) for a in ("h96", "h48", "h72")}
+    assert ans.answer == max(totals, key=lambda a: totals[a]) == "h72"
+    assert [v["logprob"] for v in views] == [totals["h96"], totals["h48"], totals["h72"]]
+    # the evidence is still the window at the legible scale; the timing is reported apart
+    (crop,) = ans.rounds[1].crops
+    assert [e.crop for e in ans.evidence] == [crop] and crop.height * 512 == pytest.approx(48.0)
+    assert ans.timings_ms["reread_ms"] >= 0 and egg.stats["reread_views"] == 2
+    # one read without read_scales: the legible scale's own answer, no views recorded
+    plain = EntropyGradientGrounding(ToyVLM(), _CharProcessor(), _ByHeight(), _views_config())
+    (one,) = plain.ground(page, ["R"], page_size_pt=(512.0, 512.0))
+    assert (
+        one.answer == "h96" and "read_views" not in one.extra and "reread_ms" not in one.timings_ms
+    )
+
+
+def test_read_on_given_evidence_uses_the_same_views() -> None:
+    page = page_with_squares(256, [("R", RED)])
+    egg = EntropyGradientGrounding(
+        ToyVLM(), _CharProcessor(), _ByHeight(), _views_config(read_scales=(0.5, 0.75))
+    )
+    truth = Region(RED_BOX, 1.0, 0, 0, peak=(0.625, 0.375))
+    assert egg.read(page, "R", [truth], page_size_pt=(512.0, 512.0)) == "h72"
+    single = EntropyGradientGrounding(ToyVLM(), _CharProcessor(), _ByHeight(), _views_config())
+    assert single.read(page, "R", [truth], page_size_pt=(512.0, 512.0)) == "h96"
+    with pytest.raises(InputError, match="evidence"):
+        egg.read(page, "R", [])
+
+
+def test_read_scales_need_an_adapter_that_scores_answers() -> None:
+    with pytest.raises(ValueError, match=r"answer_logprob.*ToyAdapter"):
+        EntropyGradientGrounding(
+            ToyVLM(), FakeProcessor(), ToyAdapter(), _views_config(read_scales=(0.9,))
+        )
+
+
+class _CountsImages(ToyAdapter):
+    """Answers how many images its prompt holds."""
+
+    def generate(self, model: Any, processor: Any, prepared: Any, embeds: Any, n: int) -> str:
+        return f"n{len(prepared.image_sizes)}"
+
+
+def test_answer_page_off_reads_the_answering_crops_alone() -> None:
+    page = page_with_squares(256, [("R", RED), ("B", BLUE)])
+    truth = Region(RED_BOX, 1.0, 0, 0, peak=(0.625, 0.375))
+    for answer_page, expected in ((True, "n2"), (False, "n1")):
+        egg = EntropyGradientGrounding(
+            ToyVLM(), FakeProcessor(), _CountsImages(), _views_config(answer_page=answer_page)
+        )
+        (ans,) = egg.ground(page, ["R"], page_size_pt=(512.0, 512.0))
+        assert ans.answer == expected and len(ans.rounds[1].crops) == 1
+        assert ans.rounds[0].grids and len(ans.rounds[0].grids) == 1  # the map saw the page
+        assert egg.read(page, "R", [truth], page_size_pt=(512.0, 512.0)) == expected
+    # crops alone at several scales: every view is a crops-only prompt
+    egg = EntropyGradientGrounding(
+        ToyVLM(),
+        _CharProcessor(),
+        _ByHeight(),
+        _views_config(answer_page=False, read_scales=(0.5, 0.75)),
+    )
+    (ans,) = egg.ground(page, ["R"], page_size_pt=(512.0, 512.0))
+    assert [(v["scale"], v["page"]) for v in ans.extra["read_views"]] == [
+        (1.0, False),
+        (0.5, False),
+        (0.75, False),
+    ]
+    assert ans.answer == "h72"

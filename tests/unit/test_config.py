@@ -25,7 +25,8 @@ def test_knobs_added_later_leave_the_hash_of_old_configs_alone() -> None:
     # (answer_round's default changed the behaviour, so the first release's is "last")
     cfg = EgrConfig(sigma=2.5, threshold="fraction", answer_round="last")
     later = ("stop_rule", "stop_tau", "crop_page_side", "min_rounds")
-    later += ("legible_scale", "crop_window_pt", "answer_round", "max_windows")
+    later += ("legible_scale", "crop_window_pt", "answer_round", "max_windows", "read_scales")
+    later += ("answer_page",)
     first_release = {k: v for k, v in cfg.to_dict().items() if k not in later}
     blob = json.dumps(first_release, sort_keys=True, separators=(",", ":"))
     assert cfg.config_hash() == hashlib.sha256(blob.encode()).hexdigest()[:16]
@@ -63,3 +64,15 @@ def test_fixed_scale_crops_keep_text_one_size_whatever_the_region() -> None:
 def test_min_rounds_above_max_rounds_is_a_cap_not_an_error() -> None:
     # a checkpoint asking for one zoom round must still allow the plain baseline (max_rounds 0)
     assert EgrConfig(min_rounds=1, max_rounds=0).max_rounds == 0
+
+
+def test_read_scales_come_from_json_lists_and_are_checked() -> None:
+    cfg = EgrConfig(legible_scale=5.5, read_scales=[0.9, 1.1])  # type: ignore[arg-type]
+    assert cfg.read_scales == (0.9, 1.1)  # a tuple, as from Python
+    assert cfg.config_hash() == EgrConfig(legible_scale=5.5, read_scales=(0.9, 1.1)).config_hash()
+    assert cfg.config_hash() != EgrConfig(legible_scale=5.5).config_hash()
+    for bad in ([1.0], [0.9, 0.9], [0.0], [-0.5]):
+        with pytest.raises(ValueError, match="read_scales must be distinct factors"):
+            EgrConfig(legible_scale=5.5, read_scales=bad)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="read_scales needs legible_scale"):
+        EgrConfig(read_scales=(0.9,))
