@@ -41,7 +41,7 @@ class WorkSpec:
     device: str
     dtype: str
     config: EgrConfig
-    top_pages: int = 1
+    top_pages: int = 3
     batch_size: int = 16
     retry_budget: int = 3
     slot_name: str = "egr-gpu"

@@ -39,7 +39,8 @@ class RunParams(BaseModel):
         top_k: override of ``egr.top_k``.
         stop_rule: override of ``egr.stop_rule`` ("spatial_entropy", "fixed" or "confidence").
         stop_tau: override of ``egr.stop_tau`` (nats; the "confidence" rule's threshold).
-        top_pages: pages grounded per question, after ranking by first-token entropy.
+        top_pages: pages grounded per question, after ranking by first-token entropy; the
+            answer with the lowest first-token entropy after grounding is kept.
         max_pages: documents longer than this are processed on their first pages, and marked.
         max_failure_rate: the run fails when failed items / all items exceeds this.
         gpu_slots: model-work slots of this machine (its GPUs); every run on the machine shares
@@ -84,7 +85,7 @@ class RunParams(BaseModel):
     top_k: int | None = Field(default=None, ge=1)
     stop_rule: StopRule | None = None
     stop_tau: float | None = Field(default=None, ge=0)
-    top_pages: int = Field(default=1, ge=1)
+    top_pages: int = Field(default=3, ge=1)
     max_pages: int = Field(default=DEFAULT_MAX_PAGES, ge=1)
     max_failure_rate: float = Field(default=0.5, ge=0.0, le=1.0)
     gpu_slots: int = Field(default=1, ge=1)

@@ -175,7 +175,14 @@ def command(
             min=1,
         ),
     ] = None,
-    top_pages: Annotated[int, typer.Option(help="Pages grounded per question.", min=1)] = 1,
+    top_pages: Annotated[
+        int,
+        typer.Option(
+            help="Pages grounded per question (the best ranked); the answer surest after "
+            "zooming is kept.",
+            min=1,
+        ),
+    ] = 3,
     max_failure_rate: Annotated[
         float, typer.Option(help="Fail the run above this share of failed items.", min=0, max=1)
     ] = 0.5,

@@ -70,7 +70,7 @@ class Outcome:
     seconds: float
     pointing: bool | None = None  # the page-view map's peak cell touches the answer box
     crop_holds: bool | None = None  # the crop the answer was read through holds the answer
-    page_hit: bool | None = None  # multi-page documents: the answer page was ranked first
+    page_hit: bool | None = None  # multi-page documents: the answer came from the answer's page
     grid: tuple[int, int] | None = None  # (rows, columns) of the page view's map
 
 
@@ -183,23 +183,26 @@ def bootstrap(
 # ------------------------------------------------------------------------------- page choice
 @dataclass(frozen=True)
 class PageChoice:
-    page: int
-    hit: bool | None  # None on single-page documents
+    page: int  # ranked first
+    hit: bool | None  # the answer's page was ranked first; None on single-page documents
     seconds: float
+    #: the pages grounded (``top_pages`` best ranked, best first); () = just ``page``
+    candidates: tuple[int, ...] = ()
 
 
-def choose_page(egg: EntropyGradientGrounding, pages: PageCache, item: Item) -> PageChoice:
-    """The page the pipeline grounds: the lowest first-answer-token entropy (as
-    ``egr_pipeline.answering.rank_pages`` with one top page); the only page of a one-page
-    document."""
+def choose_page(
+    egg: EntropyGradientGrounding, pages: PageCache, item: Item, top_pages: int = 1
+) -> PageChoice:
+    """The pages the pipeline grounds: the ``top_pages`` of lowest first-answer-token entropy on
+    the page view (``egr_pipeline.answering.rank_pages``); the only page of a one-page document."""
     n = item.doc.n_pages
     if n == 1:
         return PageChoice(0, None, 0.0)
     t0 = time.perf_counter()
     q = Question(item.question_id, item.question)
-    scores = [(egg.first_token_entropy(pages.view(item.doc, p), q), p) for p in range(n)]
-    best = min(scores)[1]
-    return PageChoice(best, best == item.page, time.perf_counter() - t0)
+    scores = sorted((egg.first_token_entropy(pages.view(item.doc, p), q), p) for p in range(n))
+    ranked = tuple(p for _, p in scores[:top_pages])
+    return PageChoice(ranked[0], ranked[0] == item.page, time.perf_counter() - t0, ranked)
 
 
 # ------------------------------------------------------------------------------- strategies
@@ -260,13 +263,18 @@ def run_egg(
         )
     t0 = time.perf_counter() - choice.seconds
     q = Question(item.question_id, item.question)
-    p = choice.page
-    (ga,) = egg.ground(
-        pages.view(item.doc, p),
-        [q],
-        crop_fn=pages.crop_fn(item.doc, p),
-        page_size_pt=item.doc.page_sizes_pt[p],
-    )
+    answers = []
+    for p in choice.candidates or (choice.page,):
+        (ga,) = egg.ground(
+            pages.view(item.doc, p),
+            [q],
+            crop_fn=pages.crop_fn(item.doc, p),
+            page_size_pt=item.doc.page_sizes_pt[p],
+        )
+        after = ga.entropy_after
+        answers.append((after if after is not None and math.isfinite(after) else math.inf, p, ga))
+    # several pages: the answer the model is surest of after zooming (the pipeline's rule)
+    _, p, ga = min(answers, key=lambda a: a[0])
     on_page = p == item.page
     grounded = egg.config.max_rounds > 0
     top = ga.evidence[0] if ga.evidence else None
@@ -283,7 +291,7 @@ def run_egg(
         t0,
         pointing=(on_page and peak_cell_hits(ga, item.box)) if grounded else None,
         crop_holds=holds if grounded else None,
-        page_hit=choice.hit,
+        page_hit=on_page if choice.hit is not None else None,
         grid=page_view_grid(ga),
     )
 

@@ -134,3 +134,52 @@ def test_run_writes_tables_bad_documents_are_rows_rerun_skips_and_gate_fails(
     assert run["status"] == "failed" and "max_failure_rate" in run["error"]
     assert models.LOAD_COUNT == 1
     assert pool.spawned <= 8  # 10 documents rendered across the five runs, 3 hangs killed
+
+
+def test_top_pages_keeps_the_answer_surest_after_zooming(
+    prefect_server: str, tiny_model: str, corpus_tools, tmp_path: Path
+) -> None:
+    """``top_pages=3`` grounds three pages of a multi-page document and keeps, per question, the
+    answer with the lowest first-token entropy after grounding: the same answer and entropy as
+    grounding that page alone (each page split into a one-page PDF)."""
+    import pymupdf
+
+    write_corpus, write_questions = corpus_tools
+    docs = write_corpus(tmp_path / "docs", ("report",))
+    questions = write_questions(tmp_path / "questions.json", n=2)
+    (report,) = docs.glob("*.pdf")
+    singles = tmp_path / "singles"
+    singles.mkdir()
+    with pymupdf.open(report) as src:
+        assert src.page_count >= 3
+        for p in range(3):
+            one = pymupdf.open()
+            one.insert_pdf(src, from_page=p, to_page=p)
+            one.save(singles / f"page-{p}.pdf")
+            one.close()
+
+    def answers(source: Path, out: Path) -> list[dict]:
+        params = RunParams(
+            source=str(source), questions=str(questions), out=str(out), model=tiny_model,
+            max_rounds=1, max_pages=3, top_pages=3, max_failure_rate=0.0, render_workers=1,
+        )  # fmt: skip
+        run_corpus_qa(params)
+        return Store(str(out)).read("answers").to_pylist()
+
+    per_page = answers(singles, tmp_path / "singles-out")
+    documents = Store(str(tmp_path / "singles-out")).read("documents").to_pylist()
+    docs_rows = {r["doc_id"]: r for r in documents}
+    alone = {
+        (int(Path(docs_rows[r["doc_id"]]["uri"]).stem.split("-")[1]), r["question_id"]): r
+        for r in per_page
+    }
+    together = answers(report.parent, tmp_path / "report-out")
+    assert len(together) == 2 and all(r["status"] in ("ok", "no_evidence") for r in together)
+    for r in together:
+        qid = r["question_id"]
+        entropies = {p: alone[(p, qid)]["entropy_after"] for p in range(3)}
+        assert len(set(entropies.values())) > 1, "pages must differ for the test to tell"
+        # the kept page is the surest (to float noise between batchings: 1e-5 nats)
+        assert entropies[r["page"]] <= min(entropies.values()) + 1e-5, (qid, entropies, r["page"])
+        assert r["entropy_after"] == pytest.approx(entropies[r["page"]], abs=1e-5)
+        assert r["answer"] == alone[(r["page"], qid)]["answer"]
