@@ -10,6 +10,7 @@ import io
 import json
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -136,6 +137,7 @@ def answer_rows(
             "stop_reason": grounded.stop_reason,
             "answer_round": grounded.extra.get("answer_round"),
             "rounds": _rounds_json(grounded.rounds),
+            "reads": _reads_json(grounded.extra.get("read_views")),
             "latency_ms": _latency(grounded.timings_ms),
             "timings": json.dumps(grounded.timings_ms, sort_keys=True),
         }
@@ -155,6 +157,22 @@ def answer_rows(
     ]
     maps = list(_map_rows(prov, item, page_index, page, grounded.rounds)) if with_maps else []
     return {"answers": answers, "evidence": evidence, "maps": maps}
+
+
+def _reads_json(views: Any) -> str | None:
+    """The answer step's views (``EgrConfig.read_scales`` / ``answer_page``) as JSON, or None when
+    the answer was read once."""
+    if not views:
+        return None
+    return json.dumps(
+        [
+            {
+                "scale": float(v["scale"]), "page": bool(v["page"]),
+                "answer": str(v["answer"]), "logprob": _finite(v["logprob"]),
+            }
+            for v in views
+        ]
+    )  # fmt: skip
 
 
 def _evidence_row(

@@ -284,3 +284,24 @@ def test_latency_is_the_cores_total_not_the_sum_of_its_parts(fx: Fixture) -> Non
     parts = replace(g, timings_ms={"forward_ms": 30.0, "generate_ms": 10.0})
     (row,) = answer_rows(ctx, "d" * 64, 0, records.PageSize(PAGE_W, PAGE_H), parts)["answers"]
     assert row["latency_ms"] == 40.0
+
+
+def test_the_answer_steps_views_round_trip_as_json(fx: Fixture) -> None:
+    """answers.reads: the views an answer was read through (scale, page view or not, answer,
+    summed log-likelihood), as the method reported them; null when it read once."""
+    import dataclasses
+
+    ctx = records.RunContext("r-reads", "m", "c", "0.1.0")
+    q = QUESTIONS[0]
+    views = [
+        {"scale": 1.0, "page": False, "answer": "$1,204.50", "logprob": -0.25},
+        {"scale": 0.9, "page": False, "answer": "$1,284.50", "logprob": -3.5},
+    ]
+    g = grounded(q.question_id, q.text, "$1,204.50", [Box(0.1, 0.1, 0.3, 0.2)])
+    g = dataclasses.replace(g, extra={**g.extra, "read_views": views})
+    page = records.PageSize(PAGE_W, PAGE_H)
+    assert fx.store.write_group(ctx, answer_rows(ctx, "d" * 64, 0, page, g)) is not None
+    rows = fx.store.read("answers").to_pylist()
+    (mine,) = [r for r in rows if r["run_id"] == "r-reads"]
+    assert json.loads(mine["reads"]) == views
+    assert all(r["reads"] is None for r in rows if r["run_id"] != "r-reads")  # read once
