@@ -77,6 +77,8 @@ class ShowData:
     heat_round: int | None
     answer_round: int | None = None  # the round whose inputs the answer was read from
     round_entropies: tuple[float | None, ...] = ()  # first-token entropy of every round
+    #: the answer step's views (answers.reads): (scale, page view beside, answer, logprob)
+    reads: tuple[tuple[float, bool, str, float | None], ...] = ()
 
 
 def _one(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any]) -> dict[str, Any] | None:
@@ -283,6 +285,7 @@ def _show_data(
         heat_round=heat_round if grids else None,
         answer_round=ans.get("answer_round"),
         round_entropies=_round_entropies(ans.get("rounds")),
+        reads=_reads(ans.get("reads")),
     )
 
 
@@ -298,4 +301,17 @@ def _round_entropies(blob: str | None) -> tuple[float | None, ...]:
     try:
         return tuple(r.get("entropy") for r in json.loads(blob))
     except (ValueError, AttributeError, TypeError):
+        return ()
+
+
+def _reads(blob: str | None) -> tuple[tuple[float, bool, str, float | None], ...]:
+    """answers.reads (schema 4) as tuples; () when the answer was read once or predates it."""
+    if not blob:
+        return ()
+    try:
+        return tuple(
+            (float(v["scale"]), bool(v["page"]), str(v["answer"]), v.get("logprob"))
+            for v in json.loads(blob)
+        )
+    except (ValueError, KeyError, AttributeError, TypeError):
         return ()

@@ -245,6 +245,14 @@ def render_show(
             for i, h in enumerate(data.round_entropies)
         )
         para(f"entropy per round: {per_round} (▶ answered)", f_small, MUTED, 2, 0)
+    if data.reads:
+        kept = max(range(len(data.reads)), key=lambda i: data.reads[i][3] or float("-inf"))
+        views = " · ".join(
+            f"{'▶' if i == kept else ''}{scale:g}x{'' if page else ' alone'} {answer!r}"
+            f" ({_fmt(lp)})"
+            for i, (scale, page, answer, lp) in enumerate(data.reads)
+        )
+        para(f"read at: {views} (log-likelihood; ▶ kept)", f_small, MUTED, 3, 0)
     if data.error:
         para(f"error: {data.error}", f_small, (180, 30, 30), 4, 0)
     y += 14

@@ -233,3 +233,41 @@ def test_a_corrupt_part_is_reported_with_its_path(fx: Fixture, tmp_path: Path) -
     code, out, err = egr("query", "--out", str(root), "SELECT count(*) FROM maps")
     assert code == 1, out
     assert str(part) in err and "corrupt Parquet part" in err
+
+
+def test_show_reads_the_answer_steps_views(tmp_path: Path) -> None:
+    """answers.reads reaches egr show: the views and their answers are loaded and painted."""
+    import dataclasses
+
+    box = Box(72 / PAGE_W, 90 / PAGE_H, 300 / PAGE_W, 140 / PAGE_H)
+    pdf = make_pdf(tmp_path / "page.pdf", [("Total due: 99", box)])
+    doc_id = __import__("hashlib").sha256(pdf).hexdigest()
+    store = Store(str(tmp_path / "out"))
+    ctx = records.RunContext("r1", "m", "c", "0.1.0")
+    views = [
+        {"scale": 1.0, "page": False, "answer": "98", "logprob": -4.5},
+        {"scale": 0.9, "page": False, "answer": "99", "logprob": -1.25},
+    ]
+    g = grounded("q1", "How much is due?", "99", [box])
+    g = dataclasses.replace(g, extra={**g.extra, "read_views": views})
+    size = records.PageSize(PAGE_W, PAGE_H)
+    info = records.DocInfo(doc_id, str(tmp_path / "page.pdf"), len(pdf), 1)
+    store.write_group(
+        ctx,
+        records.merge(
+            {"documents": [records.document_row(ctx, info)]},
+            {"pages": [records.page_row(ctx, doc_id, 0, size)]},
+            answer_rows(ctx, doc_id, 0, size, g),
+        ),
+    )
+    data = load_show_data(duck.connect(store), "page.pdf", "q1")
+    assert data.reads == ((1.0, False, "98", -4.5), (0.9, False, "99", -1.25))
+    image, _ = page_image(data, store)
+    with_reads = np.asarray(render_show(data, image)[0].convert("RGB"))
+    without = np.asarray(render_show(dataclasses.replace(data, reads=()), image)[0].convert("RGB"))
+    assert with_reads.shape != without.shape or (with_reads != without).any()
+    png = tmp_path / "show.png"
+    code, out, err = egr(
+        "show", "--out", store.url, "--doc", "page.pdf", "--question", "q1", "--png", str(png)
+    )
+    assert code == 0 and png.is_file(), out + err
