@@ -106,6 +106,7 @@ def ask(
             ],
             "accepted_round": ans.extra.get("accepted_round"),
             "answer_round": ans.extra.get("answer_round"),
+            "reads": ans.extra.get("read_views", []),
             "model_id": model,
             "model_type": vlm.model_type,
             "config": cfg.to_dict(),
@@ -130,6 +131,12 @@ def _print(result: dict[str, Any]) -> None:
         f"status {result['status']}; entropy {result['entropy_before']:.3f} -> "
         f"{result['entropy_after']:.3f}; stop reason: {result['stop_reason']}"
     )
+    if result.get("reads"):
+        views = "; ".join(
+            f"{v['scale']:g}x{'' if v['page'] else ' alone'}: {v['answer']} ({v['logprob']:.2f})"
+            for v in result["reads"]
+        )
+        con.print(f"read at {views} (summed log-likelihood; the likeliest is the answer)")
     ev = Table(title="evidence (box in PDF points, displayed page, origin top-left)")
     for col in ("rank", "page", "round", "box (pt)", "score", "text"):
         ev.add_column(col)

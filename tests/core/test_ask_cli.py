@@ -76,3 +76,27 @@ def test_ask_errors(pdf: Path, tiny_qwen: Path, tmp_path: Path) -> None:
     assert res.exit_code == 2 and "no such checkpoint directory" in res.output  # as egr run
     res = CliRunner().invoke(app, ["ask", str(pdf), "What?", "-m", str(tiny_qwen), "--page", "7"])
     assert res.exit_code == 2 and "out of range" in res.output
+
+
+def test_ask_reports_the_answer_steps_views(tiny_qwen: Path, pdf: Path, tmp_path: Path) -> None:
+    """A checkpoint whose egr_config.json asks for the window alone at two scales: ``egr ask``
+    reads it both ways, keeps the likelier answer and reports both reads."""
+    import shutil
+
+    model = tmp_path / "model"
+    shutil.copytree(tiny_qwen, model)
+    knobs = {"legible_scale": 2.0, "crop_pixels": 448, "max_rounds": 1, "min_rounds": 1}
+    knobs |= {"top_k": 1, "max_windows": 1, "answer_round": "last"}
+    knobs |= {"answer_page": False, "read_scales": [0.9]}
+    (model / "egr_config.json").write_text(json.dumps(knobs))
+    args = ["ask", str(pdf), "What is the total?", "--model", str(model), "--page", "0"]
+    res = CliRunner().invoke(app, [*args, "--json"])
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout[res.stdout.index("{") :])
+    reads = out["reads"]
+    assert out["answer_round"] == 1 and out["rounds"][1]["crops_pt"]  # the window answered
+    assert [(r["scale"], r["page"]) for r in reads] == [(1.0, False), (0.9, False)]
+    assert out["answer"] == max(reads, key=lambda r: r["logprob"])["answer"]
+    text = CliRunner().invoke(app, args)
+    assert text.exit_code == 0, text.output
+    assert "read at 1x alone" in text.stdout
