@@ -94,13 +94,10 @@ DATA_WORKERS = 2
 
 
 class _Batches(torch.utils.data.IterableDataset):
-    """Collated batches of steps ``start, start+1, ..., stop-1`` (built in worker processes,
-    which end with the last step: a call that trains to ``stop`` leaves no worker mid-batch)."""
+    """Collated batches of steps ``start, start+1, ...`` (built in a worker process)."""
 
-    def __init__(
-        self, processor: Any, seed: int, start: int, batch_scale: float, stop: int
-    ) -> None:
-        self.processor, self.seed, self.start, self.stop = processor, seed, start, stop
+    def __init__(self, processor: Any, seed: int, start: int, batch_scale: float) -> None:
+        self.processor, self.seed, self.start = processor, seed, start
         self.batch_scale = batch_scale
 
     def __iter__(self) -> Any:
@@ -109,17 +106,15 @@ class _Batches(torch.utils.data.IterableDataset):
         k, n = (info.id, info.num_workers) if info is not None else (0, 1)
         pool = DocPool(self.seed)
         step = self.start + k  # worker k builds steps start+k, start+k+n, ... (round robin)
-        while step < self.stop:
+        while True:
             batch = step_batch(self.seed, step, pool, self.batch_scale)
             yield step, batch[0].task, len(batch), collate(self.processor, batch)
             step += n
 
 
-def _batch_stream(
-    processor: Any, seed: int, start: int, stop: int, batch_scale: float = 1.0
-) -> Any:
+def _batch_stream(processor: Any, seed: int, start: int, batch_scale: float = 1.0) -> Any:
     loader = torch.utils.data.DataLoader(
-        _Batches(processor, seed, start, batch_scale, stop),
+        _Batches(processor, seed, start, batch_scale),
         batch_size=None,
         num_workers=DATA_WORKERS,
         prefetch_factor=4,
@@ -298,8 +293,7 @@ def train_reader(
                 state["recipe"], RECIPE, EXTENDS[state["recipe"]],
             )  # fmt: skip
     model.train()
-    stop = min(steps, until) if until is not None else steps
-    batches = _batch_stream(processor, seed, step, stop, batch_scale)
+    batches = _batch_stream(processor, seed, step, batch_scale)
     evals: dict[str, list[Example]] = {}
     if n_eval:  # recipe 2's evaluations, and its crop questions cut around EGG's peak error
         evals = {t: heldout(seed, t, n_eval, RECIPE_3_FROM - 1) for t in ("transcribe", "crop_qa")}
@@ -307,6 +301,7 @@ def train_reader(
     t_end = time.monotonic() + minutes * 60
     t0, n_ex, run_loss = time.monotonic(), 0, 0.0
     log.info("training from step %d to %d, %d params", step, steps, model.num_parameters())
+    stop = min(steps, until) if until is not None else steps
     while step < stop and time.monotonic() < t_end:
         batch_step, task, n_batch, enc = next(batches)
         assert batch_step == step, (batch_step, step)
