@@ -34,6 +34,7 @@ from PIL import Image
 from egr_core import regions
 from egr_core.adapters import VLMAdapter, get_adapter
 from egr_core.adapters.base import ImageCache, pixel_digest
+from egr_core.answer_step import AnswerStep
 from egr_core.config import EgrConfig
 from egr_core.errors import InputError
 from egr_core.imaging import CropFn, raster_crop_fn, region_crops
@@ -98,17 +99,13 @@ class EntropyGradientGrounding:
         #: memory).
         self.stats: Counter[str] = Counter()
         self._pages: OrderedDict[Any, tuple[ImageCache, dict[Any, torch.Tensor]]] = OrderedDict()
-        if self.config.read_scales and not hasattr(self.adapter, "answer_logprob"):
-            raise ValueError(
-                f"read_scales needs an adapter that scores answers (answer_logprob); "
-                f"{type(self.adapter).__name__} has none"
-            )
         self.steps = RoundRunner(
             model, processor, self.adapter, self.config,
             model_type=self.model_type, min_image_side=self.min_image_side,
             # adapters without the per-call preprocessing cache are called without it
             prepare_takes_cache="cache" in params, stats=self.stats, batch_tokens=batch_tokens,
         )  # fmt: skip
+        self.answer_step = AnswerStep(self.steps, self.stats)
 
     @property
     def config_hash(self) -> str:
@@ -155,10 +152,8 @@ class EntropyGradientGrounding:
         page_size_pt: tuple[float, float] | None = None,
     ) -> str:
         """EGG's answer step on given evidence, no map: ``question`` over [page, the crops the
-        config cuts for ``evidence`` (regions with their peaks)], or the crops alone and with
-        ``read_scales``' views as the config says. For the benchmark's oracle crop (the true
-        box) and for re-reading stored evidence. Arguments as in :meth:`ground`.
-        """
+        config cuts for ``evidence`` (regions with peaks)], or as ``answer_page``/``read_scales``
+        say. For the benchmark's oracle crop and for re-reading stored evidence."""
         (q,) = self._questions([question])
         self._check_image(page, "page image")
         if not evidence:
@@ -167,13 +162,8 @@ class EntropyGradientGrounding:
         call = self._page_call(page, crop_fn or raster_crop_fn(page), pt)
         pairs = self._next_crops(call, evidence)
         crops = tuple(b for b, _ in pairs)
-        with frozen(self.model):
-            if self._rereads:
-                return self._reread(call, q, crops, dict(pairs), None, None)[0]
-            prep, embeds, timings = self.steps.inputs(call, Ask(q, crops, 1))
-            data = RoundData(prep, embeds, float("nan"), (), timings)
-            ((text, _),) = self.steps.generate([data])
-        return text
+        with frozen(self.model):  # one read of [page, crops] when no knob asks for more
+            return self.answer_step.read(call, q, crops, dict(pairs), None, None)[0]
 
     def first_token_entropy(self, page: Image.Image, question: Question | str) -> float:
         """First-answer-token entropy for [page] + question: one forward, no backward."""
@@ -324,7 +314,10 @@ class EntropyGradientGrounding:
                     del pending[i]
         chosen = [answer_round(trails[i], cfg.answer_round, cfg.min_rounds) for i in range(len(qs))]
         finals = [trails[i].rounds[c].payload for i, c in enumerate(chosen)]
-        reread = [self._rereads and bool(trails[i].rounds[c].crops) for i, c in enumerate(chosen)]
+        reread = [
+            self.answer_step.active and bool(trails[i].rounds[c].crops)
+            for i, c in enumerate(chosen)
+        ]
         # the answering round's own answer, unless the answer step reads its crops alone
         own = [
             f.answer is None and not (r and not cfg.answer_page)
@@ -339,7 +332,7 @@ class EntropyGradientGrounding:
         for i, q in enumerate(qs):
             crops = trails[i].rounds[chosen[i]].crops
             if reread[i]:
-                text, took, views = self._reread(
+                text, took, views = self.answer_step.read(
                     call, q, crops, sources[i], finals[i], answers[i][0]
                 )
                 answers[i], reads[i] = (text, answers[i][1]), (views, took)
@@ -347,87 +340,6 @@ class EntropyGradientGrounding:
             self._answer(q, trails[i], chosen[i], answers[i], sources[i], reads[i])
             for i, q in enumerate(qs)
         ]
-
-    @property
-    def _rereads(self) -> bool:
-        """Whether the answer step reads the answering crops again (crops alone, more scales)."""
-        return bool(self.config.read_scales) or not self.config.answer_page
-
-    def _reread(
-        self,
-        call: PageCall,
-        q: Question,
-        crops: tuple[Box, ...],
-        sources: dict[Box, Region],
-        base: RoundData | None,
-        answer: str | None,
-    ) -> tuple[str, float, list[dict[str, Any]]]:
-        """The answer step's own reads of the answering ``crops``: without the page view when
-        ``answer_page`` is off, and at every multiple of the legible scale in ``read_scales``
-        (the crops re-cut around the same regions and peaks). Each view is read greedily; with
-        several views every view's answer is a candidate, scored by its log-likelihood summed
-        over all views. ``base``/``answer``: the answering round's prompt and answer, which is
-        the legible scale's view when the page view is read.
-
-        Returns the best candidate (ties: the legible scale's answer), the milliseconds spent
-        and the views (scale, answer, and that answer's summed log-likelihood).
-        """
-        t = time.perf_counter()
-        cfg = self.config
-        aspect = call.page.width / call.page.height
-        regions_read = list(dict.fromkeys(sources[b] for b in crops))
-        views: list[tuple[float, RoundData]] = []
-        texts: list[str] = []
-        if cfg.answer_page and base is not None and answer is not None:
-            views, texts = [(1.0, base)], [answer]
-        scales = ([] if views else [1.0]) + list(cfg.read_scales)
-        for scale in scales:
-            view_cfg = cfg
-            boxes = list(crops)
-            if scale != 1.0:
-                assert cfg.legible_scale is not None  # EgrConfig: read_scales needs it
-                view_cfg = cfg.replace(legible_scale=cfg.legible_scale * scale)
-                boxes = []
-                for r in regions_read:
-                    for w in region_crops(
-                        r.box, r.peak, view_cfg, call.page_pt, aspect, max_windows=cfg.max_windows
-                    ):
-                        if w not in boxes:
-                            boxes.append(w)
-            prep, embeds, timings = self.steps.inputs(
-                call, Ask(q, tuple(boxes[: len(crops)]), 1), view_cfg, with_page=cfg.answer_page
-            )
-            views.append((scale, RoundData(prep, embeds, float("nan"), (), timings)))
-        texts += [a for a, _ in self.steps.generate([d for _, d in views[len(texts) :]])]
-        self.stats["reread_views"] += len(views) - (1 if cfg.answer_page else 0)
-        totals = {c: 0.0 for c in texts}  # insertion order: the legible scale's answer first
-        if len(views) > 1:
-            for c in totals:
-                ids = self._answer_ids(c)
-                for _, d in views:
-                    totals[c] += self.adapter.answer_logprob(  # type: ignore[attr-defined]
-                        self.model, d.prepared, d.embeds, ids
-                    )
-            self.stats["answer_scorings"] += len(totals) * len(views)
-        best = max(totals, key=lambda c: totals[c])  # first of equals: dict order
-        described = [
-            {"scale": sc, "page": cfg.answer_page, "answer": a, "logprob": round(totals[a], 4)}
-            for (sc, _), a in zip(views, texts, strict=True)
-        ]
-        return best, ms(t), described
-
-    def _answer_ids(self, text: str) -> torch.Tensor:
-        """Token ids (n,) of an answer as the model would end it: the text, then end-of-sequence."""
-        tokenizer = getattr(self.processor, "tokenizer", self.processor)
-        ids = list(tokenizer(text, add_special_tokens=False)["input_ids"])
-        eos: Any = getattr(getattr(self.model, "generation_config", None), "eos_token_id", None)
-        if isinstance(eos, list):
-            eos = eos[0] if eos else None
-        if eos is not None:
-            ids.append(int(eos))
-        if not ids:
-            raise ValueError("an empty answer with no end-of-sequence token cannot be scored")
-        return torch.tensor(ids, dtype=torch.long)
 
     def _answer(
         self,

@@ -31,8 +31,8 @@ from PIL import Image
 
 from egr.synth import KINDS, SynthDocument, generate, generate_corpus
 from egr_core.documents import open_pdf
-from egr_core.explain import EntropyGradientGrounding, frozen
-from egr_core.imaging import crop_long_side, region_crops
+from egr_core.explain import EntropyGradientGrounding
+from egr_core.imaging import region_crops
 from egr_core.types import Box, GroundedAnswer, Question, Region
 
 #: Page rendering of the pipeline (the processor then downsizes to the reader's budget).
@@ -296,23 +296,6 @@ def run_egg(
     )
 
 
-def answer_over(
-    egg: EntropyGradientGrounding, page: Image.Image | None, crops: list[Image.Image], question: str
-) -> str:
-    """Greedy answer over ``[page, crops...]`` (or the crops alone when ``page`` is None)."""
-    import torch
-
-    images = ([page] if page is not None else []) + crops
-    with frozen(egg.model), torch.no_grad():
-        prep = egg.adapter.prepare(egg.processor, images, question)
-        feats = [egg.adapter.encode_image(egg.model, prep, i) for i in range(len(images))]
-        embeds = egg.adapter.embed(egg.model, prep, feats)
-        text = egg.adapter.generate(
-            egg.model, egg.processor, prep, embeds, egg.config.max_new_tokens
-        )
-    return str(text).strip()
-
-
 def windows(
     egg: EntropyGradientGrounding, region: Box, peak: tuple[float, float], item: Item
 ) -> tuple[Box, ...]:
@@ -323,44 +306,40 @@ def windows(
     )
 
 
-def read_windows(
+def read_region(
     egg: EntropyGradientGrounding,
     pages: PageCache,
     item: Item,
-    boxes: Sequence[Box],
+    region: Box,
+    peak: tuple[float, float],
     *,
-    with_page: bool = True,
+    alone: bool = False,
 ) -> str:
-    """The model's answer over ``[page view, crops of boxes]`` rendered by EGG's scale rule."""
-    size = (
-        item.page_pt
-        if egg.config.legible_scale is not None
-        else pages.view(item.doc, item.page).size
-    )
-    fn = pages.crop_fn(item.doc, item.page)
-    crops = [fn(b, crop_long_side(b, size, egg.config)).convert("RGB") for b in boxes]
-    page = pages.view(item.doc, item.page) if with_page else None
-    return answer_over(egg, page, crops, item.question)
+    """EGG's answer step (``egg.read``: its crop rule and its views) on ``region`` of the item's
+    page; ``alone``: the crops alone, one greedy read, whatever the knobs say."""
+    if alone:
+        knobs = {"answer_page": False, "read_scales": ()}
+        egg = EntropyGradientGrounding(
+            egg.model, egg.processor, egg.adapter, egg.config.replace(**knobs)
+        )
+    return egg.read(
+        pages.view(item.doc, item.page), Question(item.question_id, item.question),
+        [Region(box=region, score=1.0, block=0, round=0, peak=peak)],
+        crop_fn=pages.crop_fn(item.doc, item.page), page_size_pt=item.page_pt,
+    )  # fmt: skip
 
 
 def run_oracle(
     egg: EntropyGradientGrounding, pages: PageCache, item: Item, *, with_page: bool = True
 ) -> Outcome:
     """The true answer box cut with EGG's crop rule (region = the box, peak = its centre) and
-    read by EGG's answer step (its ``read_scales`` views included); ``with_page=False``: the
-    crops alone, one greedy read."""
+    read by EGG's answer step (its views included); ``with_page=False``: the crops alone, one
+    greedy read."""
     t0 = time.perf_counter()
     b = item.box
     peak = ((b.x0 + b.x1) / 2, (b.y0 + b.y1) / 2)
     boxes = windows(egg, b, peak, item)
-    if with_page:
-        truth = Region(box=b, score=1.0, block=0, round=0, peak=peak)
-        answer = egg.read(
-            pages.view(item.doc, item.page), Question(item.question_id, item.question), [truth],
-            crop_fn=pages.crop_fn(item.doc, item.page), page_size_pt=item.page_pt,
-        )  # fmt: skip
-    else:
-        answer = read_windows(egg, pages, item, boxes, with_page=False)
+    answer = read_region(egg, pages, item, b, peak, alone=not with_page)
     return _outcome(item, answer, 0, t0, crop_holds=any(box_holds(c, b, WHOLE) for c in boxes))
 
 
@@ -398,7 +377,7 @@ def run_prior(
     c, r = min(int(x * cols), cols - 1), min(int(y * rows), rows - 1)
     cell = Box(c / cols, r / rows, (c + 1) / cols, (r + 1) / rows)
     boxes = windows(egg, cell, (x, y), item)
-    answer = read_windows(egg, pages, item, boxes)
+    answer = read_region(egg, pages, item, cell, (x, y))
     return _outcome(
         item,
         answer,
