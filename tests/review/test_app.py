@@ -199,3 +199,43 @@ def test_cross_site_requests_are_refused(review_data: ReviewData, review_fx: Rev
         assert query(review_fx.root, "SELECT count(*) AS n FROM reviews")[0]["n"] == 0
         ok = c.post("/api/review", json=body, headers={"origin": "http://127.0.0.1:8765"})
         assert ok.status_code == 200
+
+
+def test_answer_view_lists_the_answer_steps_views(review_fx: ReviewFx) -> None:
+    """An answer read again at two scales (answers.reads): the page lists each view's answer and
+    log-likelihood, and marks the kept one."""
+    import dataclasses
+
+    from store_fixtures import PAGE_H, PAGE_W, grounded
+
+    from egr_core.types import Box
+    from egr_pipeline import records
+    from egr_pipeline.answer_rows import answer_rows
+
+    store = Store(review_fx.root)
+    ctx = records.RunContext("r-reads", "m", "c", "0.1.0")
+    doc_id = "e" * 64
+    views = [
+        {"scale": 1.0, "page": False, "answer": "INV-23347", "logprob": -4.53},
+        {"scale": 0.9, "page": False, "answer": "INV-23447", "logprob": -1.13},
+    ]
+    g = grounded("q_total", "What is the total?", "INV-23447", [Box(0.1, 0.1, 0.3, 0.2)])
+    g = dataclasses.replace(g, extra={**g.extra, "read_views": views})
+    size = records.PageSize(PAGE_W, PAGE_H)
+    rows = records.merge(
+        {"documents": [records.document_row(ctx, records.DocInfo(doc_id, "x.pdf", 10, 1))]},
+        {"pages": [records.page_row(ctx, doc_id, 0, size)]},
+        answer_rows(ctx, doc_id, 0, size, g),
+    )
+    assert store.write_group(ctx, rows) is not None
+    data = ReviewData(Store(review_fx.root), reviewer="ada", egr_version="test")
+    with TestClient(create_app(data)) as c:
+        key = rows["answers"][0]["work_key"]
+        page = c.get(f"/answer/r-reads/{key}").text
+    table = page[page.index('id="reads"') :]
+    table = table[: table.index("</table>")]
+    tds = re.findall(r"<td[^>]*>(.*?)</td>", table, flags=re.S)
+    cells = [html.unescape(re.sub(r"<[^>]+>", "", td)).strip() for td in tds]
+    assert cells[1] == "INV-23347" and cells[2] == "-4.53"
+    assert cells[4] == "INV-23447 kept" and cells[5] == "-1.13"
+    assert "crops alone" in cells[0] and cells[3].startswith("0.9×")
