@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from egr_core.imaging import region_crops
+from egr_core.imaging import crops_of_regions
 from egr_core.rounds import Ask, PageCall, RoundData, RoundRunner, ms
 from egr_core.types import Box, Question, Region
 
@@ -75,13 +75,7 @@ class AnswerStep:
             if scale != 1.0:
                 assert cfg.legible_scale is not None  # EgrConfig: read_scales needs it
                 view_cfg = cfg.replace(legible_scale=cfg.legible_scale * scale)
-                boxes = []
-                for r in regions_read:
-                    for w in region_crops(
-                        r.box, r.peak, view_cfg, call.page_pt, aspect, max_windows=cfg.max_windows
-                    ):
-                        if w not in boxes:
-                            boxes.append(w)
+                boxes = list(crops_of_regions(regions_read, view_cfg, call.page_pt, aspect))
             prep, embeds, timings = self.steps.inputs(
                 call, Ask(q, tuple(boxes[: len(crops)]), 1), view_cfg, with_page=cfg.answer_page
             )

@@ -37,7 +37,7 @@ from egr_core.adapters.base import ImageCache, pixel_digest
 from egr_core.answer_step import AnswerStep
 from egr_core.config import EgrConfig
 from egr_core.errors import InputError
-from egr_core.imaging import CropFn, raster_crop_fn, region_crops
+from egr_core.imaging import CropFn, crops_of_regions, raster_crop_fn
 from egr_core.relevance import frozen
 from egr_core.rounds import (
     DEFAULT_BATCH_TOKENS,
@@ -253,13 +253,7 @@ class EntropyGradientGrounding:
         """The crops of the next round, each with the region it was cut for, in rank order."""
         cfg = self.config
         aspect = call.page.width / call.page.height
-        out: dict[Box, Region] = {}
-        for r in top:
-            boxes = region_crops(
-                r.box, r.peak, cfg, call.page_pt, aspect, max_windows=cfg.max_windows
-            )
-            for b in boxes:
-                out.setdefault(b, r)  # drop exact duplicates, keep rank order
+        out = crops_of_regions(top, cfg, call.page_pt, aspect)
         cap = max(cfg.top_k, MAX_CROPS_PER_ROUND if cfg.legible_scale is not None else cfg.top_k)
         return tuple(out.items())[:cap]
 

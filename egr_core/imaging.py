@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from PIL import Image
 
-from egr_core.types import Box
+from egr_core.types import Box, Region
 
 if TYPE_CHECKING:
     from egr_core.config import EgrConfig
@@ -152,6 +152,23 @@ def region_crops(
         region, peak, page_pt, scale=config.legible_scale, max_long_px=config.crop_pixels,
         window_pt=config.crop_window_pt, pad=config.crop_pad, max_crops=max_windows,
     )  # fmt: skip
+
+
+def crops_of_regions(
+    regions: Sequence[Region],
+    config: EgrConfig,
+    page_pt: tuple[float, float],
+    page_aspect: float,
+) -> dict[Box, Region]:
+    """Every region's crops under ``config`` (:func:`region_crops`, ``config.max_windows``), in
+    rank order, each with the region it was cut for; an exact duplicate keeps the first."""
+    out: dict[Box, Region] = {}
+    for r in regions:
+        for b in region_crops(
+            r.box, r.peak, config, page_pt, page_aspect, max_windows=config.max_windows
+        ):
+            out.setdefault(b, r)
+    return out
 
 
 def target_size(box: Box, page_size: tuple[int, int], long_side_px: int) -> tuple[int, int]:

@@ -117,7 +117,9 @@ def ground_page(
     return [(page, a) for a in answers]
 
 
-def _score(item: tuple[int, GroundedAnswer]) -> float:
+def surest_after_zooming(item: tuple[int, GroundedAnswer]) -> float:
+    """Sort key of a question's (page, answer) pairs: the first-token entropy after grounding,
+    lowest first (a non-finite one last); the pipeline keeps the first."""
     e = item[1].entropy_after
     return e if e is not None and math.isfinite(e) else math.inf
 
@@ -161,7 +163,7 @@ def item_rows(
     for q in questions:
         mine = [r for r in results if r[1].question_id == q.question_id]
         if mine:
-            page, best = min(mine, key=_score)
+            page, best = min(mine, key=surest_after_zooming)
             parts.append(
                 answer_rows(
                     ctx,

@@ -34,6 +34,7 @@ from egr_core.documents import open_pdf
 from egr_core.explain import EntropyGradientGrounding
 from egr_core.imaging import region_crops
 from egr_core.types import Box, GroundedAnswer, Question, Region
+from egr_pipeline.answering import surest_after_zooming
 
 #: Page rendering of the pipeline (the processor then downsizes to the reader's budget).
 RENDER_MAX_PIXELS = 2_000_000
@@ -271,10 +272,8 @@ def run_egg(
             crop_fn=pages.crop_fn(item.doc, p),
             page_size_pt=item.doc.page_sizes_pt[p],
         )
-        after = ga.entropy_after
-        answers.append((after if after is not None and math.isfinite(after) else math.inf, p, ga))
-    # several pages: the answer the model is surest of after zooming (the pipeline's rule)
-    _, p, ga = min(answers, key=lambda a: a[0])
+        answers.append((p, ga))
+    p, ga = min(answers, key=surest_after_zooming)  # several pages: the pipeline's rule
     on_page = p == item.page
     grounded = egg.config.max_rounds > 0
     top = ga.evidence[0] if ga.evidence else None
