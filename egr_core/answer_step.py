@@ -58,7 +58,8 @@ class AnswerStep:
         the legible scale's view when the page view is read.
 
         Returns the best candidate (ties: the legible scale's answer), the milliseconds spent
-        and the views (scale, answer, and that answer's summed log-likelihood).
+        and the views (scale, answer, and that answer's summed log-likelihood; None when there
+        is one view, which is read but not scored).
         """
         t = time.perf_counter()
         cfg = self.config
@@ -92,10 +93,14 @@ class AnswerStep:
                     )
             self.stats["answer_scorings"] += len(totals) * len(views)
         best = max(totals, key=lambda c: totals[c])  # first of equals: dict order
+        scored = len(views) > 1
         described = [
-            {"scale": sc, "page": cfg.answer_page, "answer": a, "logprob": round(totals[a], 4)}
+            {
+                "scale": sc, "page": cfg.answer_page, "answer": a,
+                "logprob": round(totals[a], 4) if scored else None,
+            }
             for (sc, _), a in zip(views, texts, strict=True)
-        ]
+        ]  # fmt: skip
         return best, ms(t), described
 
     def answer_ids(self, text: str) -> torch.Tensor:

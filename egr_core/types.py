@@ -192,3 +192,17 @@ class GroundedAnswer:
     timings_ms: dict[str, float] = field(default_factory=dict)
     error: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def answer_logprob(self) -> float | None:
+        """The answer's log-likelihood per view (nats) when the answer step scored several views
+        (``extra["read_views"]``, :mod:`egr_core.answer_step`): its log-likelihood summed over
+        the views divided by their number, so configs reading two or three views compare. The
+        answer step's confidence: on the reader's development seed it tells wrong answers from
+        right ones better than the first-token entropy (docs/reader.md "How sure"). None when
+        the answer was read once or its views were not scored."""
+        views = self.extra.get("read_views") or []
+        scores = [v["logprob"] for v in views if v["answer"] == self.answer]
+        if not scores or any(v["logprob"] is None for v in views):
+            return None
+        return float(max(scores)) / len(views)

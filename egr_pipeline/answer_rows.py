@@ -138,6 +138,7 @@ def answer_rows(
             "answer_round": grounded.extra.get("answer_round"),
             "rounds": _rounds_json(grounded.rounds),
             "reads": _reads_json(grounded.extra.get("read_views")),
+            "answer_logprob": _finite(grounded.answer_logprob),
             "latency_ms": _latency(grounded.timings_ms),
             "timings": json.dumps(grounded.timings_ms, sort_keys=True),
         }

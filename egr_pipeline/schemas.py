@@ -17,8 +17,8 @@ import pyarrow as pa
 #: Bumped when a column is added, removed or changes meaning.
 #: 2: documents.n_pages_processed, documents.truncated; 3: answers.answer_round, answers.rounds,
 #: evidence.crop_* (the crop an answer was read through); 4: answers.reads (the answer step's
-#: views; null in parts written before it)
-SCHEMA_VERSION = "4"
+#: views; null in parts written before it); 5: answers.answer_logprob (the answer step's confidence)
+SCHEMA_VERSION = "5"
 
 _TS = pa.timestamp("us", tz="UTC")
 
@@ -107,6 +107,7 @@ ANSWERS = _schema(
         pa.field("answer_round", pa.int32()),  # the round whose inputs the answer was read from
         pa.field("rounds", pa.string()),  # JSON [{round, entropy, spatial_entropy, crops}]
         pa.field("reads", pa.string()),  # JSON [{scale, page, answer, logprob}]; null: one read
+        pa.field("answer_logprob", pa.float64()),  # the answer's log-likelihood per view read
         pa.field("latency_ms", pa.float64()),
         pa.field("timings", pa.string()),  # JSON {stage: ms}
     ],

@@ -9,7 +9,8 @@
 --          its commit marker, so a crashed write never shows). answers, evidence and maps keep
 --          one final row per work key (visible: the first final commit wins; earlier retryable
 --          tries stay as history; a concurrent run's duplicate is hidden); answers_all keeps
---          every committed answers row. documents and pages keep one row
+--          every committed answers row (answers written before a column existed read it as
+--          null). documents and pages keep one row
 --          per (run_id, doc_id[, page]). runs keeps one row per run: the "end" row once the run
 --          finished, else the "begin" row (status 'running'). answers_latest keeps, for every
 --          (doc_id, question_id), the row written last (largest written_at, then run_id).
@@ -65,9 +66,19 @@ FROM read_parquet('${root}/pages/*/*.parquet', hive_partitioning = true, union_b
 WHERE group_id IN (SELECT group_id FROM commits)
 QUALIFY row_number() OVER (PARTITION BY run_id, doc_id, page ORDER BY written_at DESC) = 1;
 
+-- The typed empty SELECT (no rows) adds the columns of schemas 4 and 5, null, to roots written
+-- before them, so that every query file works on them.
 CREATE OR REPLACE VIEW answers_all AS
 SELECT *
-FROM read_parquet('${root}/answers/*/*.parquet', hive_partitioning = true, union_by_name = true)
+FROM (
+    SELECT *
+    FROM read_parquet('${root}/answers/*/*.parquet', hive_partitioning = true, union_by_name = true)
+    UNION ALL BY NAME
+    SELECT
+        CAST(NULL AS VARCHAR) AS reads,
+        CAST(NULL AS DOUBLE) AS answer_logprob
+    WHERE false
+)
 WHERE group_id IN (SELECT group_id FROM commits);
 
 CREATE OR REPLACE VIEW answers AS

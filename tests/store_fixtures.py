@@ -84,8 +84,11 @@ def grounded(
     entropy_after: float = 0.5,
     magnitude: float = 3e-4,
     stop_reason: str = "se_increase",
+    logprob: float | None = None,
 ) -> GroundedAnswer:
-    """A two-round grounded answer whose evidence is ``boxes`` (rank order)."""
+    """A two-round grounded answer whose evidence is ``boxes`` (rank order); with ``logprob``,
+    read again at two scales (``extra["read_views"]``) that agree, each scoring the answer
+    ``logprob`` (so its log-likelihood per view is ``logprob``)."""
     view = GridSpan(start=0, rows=12, cols=9, box=Box.full(), image_index=0)
     round0_grid = RelevanceGrid(
         span=view,
@@ -124,6 +127,14 @@ def grounded(
         evidence=evidence,
         stop_reason=stop_reason if boxes else "no_region",
         timings_ms={"total": 123.0 + len(qid)},
+        extra={}
+        if logprob is None
+        else {
+            "read_views": [
+                {"scale": s, "page": False, "answer": answer, "logprob": 2 * logprob}
+                for s in (1.0, 0.9)
+            ]
+        },
     )
 
 
@@ -196,12 +207,16 @@ def build(root: str, pdf_dir: Path, *, fs: Any = None, store_kwargs: Any = None)
         fx.docs[name] = hashlib.sha256(data).hexdigest()
         fx.uris[name] = str(pdf_dir / name)
 
+    # (answer, entropy before, entropy after, log-likelihood per view or None: read once)
     answers_a = {
-        "q_total": ("1,234.56 EUR", 2.5, 0.3),
-        "q_due": ("March 31, 2026", 3.1, 2.4),
-        "q_sign": ("Ada Lovelace", 1.9, 1.7),
+        "q_total": ("1,234.56 EUR", 2.5, 0.3, -0.1),
+        "q_due": ("March 31, 2026", 3.1, 2.4, None),
+        "q_sign": ("Ada Lovelace", 1.9, 1.7, -0.4),
     }
-    answers_b = {"q_total": ("1234.56 EUR", 2.4, 0.2), "q_due": ("March 31, 2026", 3.0, 2.2)}
+    answers_b = {
+        "q_total": ("1234.56 EUR", 2.4, 0.2, -2.75),  # sure first token, unlikely whole answer
+        "q_due": ("March 31, 2026", 3.0, 2.2, None),
+    }
 
     for ctx, start, table in ((run_a, t0, answers_a), (run_b, t0 + timedelta(days=1), answers_b)):
         store.begin_run(
@@ -235,7 +250,7 @@ def build(root: str, pdf_dir: Path, *, fs: Any = None, store_kwargs: Any = None)
         ]
         for q in QUESTIONS:
             if q.question_id in table:
-                text, eb, ea = table[q.question_id]
+                text, eb, ea, lp = table[q.question_id]
                 boxes = BOXES[q.question_id]
                 g = grounded(
                     q.question_id,
@@ -245,6 +260,7 @@ def build(root: str, pdf_dir: Path, *, fs: Any = None, store_kwargs: Any = None)
                     status=Status.OK if boxes else Status.NO_EVIDENCE,
                     entropy_before=eb,
                     entropy_after=ea,
+                    logprob=lp,
                 )
                 fx.answers[(ctx.run_id, doc_id, q.question_id)] = g
                 rows.append(

@@ -107,6 +107,7 @@ def ask(
             "accepted_round": ans.extra.get("accepted_round"),
             "answer_round": ans.extra.get("answer_round"),
             "reads": ans.extra.get("read_views", []),
+            "answer_logprob": ans.answer_logprob,
             "model_id": model,
             "model_type": vlm.model_type,
             "config": cfg.to_dict(),
@@ -133,10 +134,13 @@ def _print(result: dict[str, Any]) -> None:
     )
     if result.get("reads"):
         views = "; ".join(
-            f"{v['scale']:g}x{'' if v['page'] else ' alone'}: {v['answer']} ({v['logprob']:.2f})"
+            f"{v['scale']:g}x{'' if v['page'] else ' alone'}: {v['answer']}"
+            + (f" ({v['logprob']:.2f})" if v["logprob"] is not None else "")
             for v in result["reads"]
         )
         con.print(f"read at {views} (summed log-likelihood; the likeliest is the answer)")
+    if result.get("answer_logprob") is not None:
+        con.print(f"log-likelihood per view {result['answer_logprob']:.2f} nats")
     ev = Table(title="evidence (box in PDF points, displayed page, origin top-left)")
     for col in ("rank", "page", "round", "box (pt)", "score", "text"):
         ev.add_column(col)

@@ -40,6 +40,7 @@ LIST_COLUMNS = (
     "status",
     "entropy_before",
     "entropy_after",
+    "answer_logprob",
     "n_evidence",
     "config_hash",
     "verdict",
@@ -236,15 +237,18 @@ class ReviewData:
 
     _SELECT = """
         SELECT a.run_id, a.work_key, a.doc_id, d.uri, a.question_id, a.question, a.answer,
-            a.status, a.entropy_before, a.entropy_after, a.n_evidence, a.config_hash,
+            a.status, a.entropy_before, a.entropy_after, a.answer_logprob, a.n_evidence,
+            a.config_hash,
             r.verdict, r.corrected_answer, g.expected"""
-    #: Least confident first; a total order so that pages never overlap.
+    #: Least confident first (as sql/low_confidence.sql: the least likely answer, then answers
+    #: read once by entropy); a total order so that pages never overlap.
     _ORDER = """
-        ORDER BY a.entropy_after DESC NULLS LAST, d.uri, a.doc_id, a.question_id, a.run_id,
-            a.work_key"""
+        ORDER BY a.answer_logprob ASC NULLS LAST, a.entropy_after DESC NULLS LAST, d.uri,
+            a.doc_id, a.question_id, a.run_id, a.work_key"""
 
     def answers(self, f: Filters, page_size: int = PAGE_SIZE) -> Page:
-        """One page of the filtered answers, least confident (highest entropy) first."""
+        """One page of the filtered answers, least confident first (lowest log-likelihood per
+        view, then highest entropy)."""
         base, params = self._base(f)
         with self.cursor() as cur:
             total = cur.execute(f"SELECT count(*) {base}", params).fetchone()[0]

@@ -97,6 +97,8 @@ def test_ask_reports_the_answer_steps_views(tiny_qwen: Path, pdf: Path, tmp_path
     assert out["answer_round"] == 1 and out["rounds"][1]["crops_pt"]  # the window answered
     assert [(r["scale"], r["page"]) for r in reads] == [(1.0, False), (0.9, False)]
     assert out["answer"] == max(reads, key=lambda r: r["logprob"])["answer"]
+    assert out["answer_logprob"] == pytest.approx(max(r["logprob"] for r in reads) / 2)
     text = CliRunner().invoke(app, args)
     assert text.exit_code == 0, text.output
     assert "read at 1x alone" in text.stdout
+    assert f"log-likelihood per view {out['answer_logprob']:.2f} nats" in text.stdout

@@ -305,6 +305,7 @@ def test_read_scales_answer_with_the_candidate_all_views_like_best() -> None:
     totals = {a: -sum(abs(int(a[1:]) - h) for h in heights) for a in ("h96", "h48", "h72")}
     assert ans.answer == max(totals, key=lambda a: totals[a]) == "h72"
     assert [v["logprob"] for v in views] == [totals["h96"], totals["h48"], totals["h72"]]
+    assert ans.answer_logprob == pytest.approx(totals["h72"] / 3)  # the kept one's, per view
     # the evidence is still the window at the legible scale; the timing is reported apart
     (crop,) = ans.rounds[1].crops
     assert [e.crop for e in ans.evidence] == [crop] and crop.height * 512 == pytest.approx(48.0)
@@ -353,6 +354,11 @@ def test_answer_page_off_reads_the_answering_crops_alone() -> None:
         )
         (ans,) = egg.ground(page, ["R"], page_size_pt=(512.0, 512.0))
         assert ans.answer == expected and len(ans.rounds[1].crops) == 1
+        # crops alone at the legible scale only: one view, read but not scored
+        reads = ans.extra.get("read_views")
+        assert (reads is None) == answer_page and ans.answer_logprob is None
+        if reads:
+            assert [(v["answer"], v["logprob"]) for v in reads] == [(expected, None)]
         assert ans.rounds[0].grids and len(ans.rounds[0].grids) == 1  # the map saw the page
         assert egg.read(page, "R", [truth], page_size_pt=(512.0, 512.0)) == expected
     # crops alone at several scales: every view is a crops-only prompt

@@ -63,11 +63,18 @@ def test_answers_are_least_confident_first_and_filtered(
     rows = latest(review_fx.root)
     page = client.get("/answers").text
     assert f'<b id="total">{len(rows)}</b>' in page
-    shown = [float(x) for x in re.findall(r'<td class="num">([0-9.]+)</td>', page)]
+    # least confident first: the lowest log-likelihood per view, then answers read once (no
+    # log-likelihood) by entropy, highest first; rows without either last
+    cells = re.findall(r'<td class="num">([^<]*)</td>\s*<td class="num">([^<]*)</td>', page)
+    shown = [(None if lp == "–" else float(lp), None if h == "–" else float(h)) for lp, h in cells]
     want = sorted(
-        (r["entropy_after"] for r in rows if r["entropy_after"] is not None), reverse=True
+        ((r["answer_logprob"], r["entropy_after"]) for r in rows),
+        key=lambda p: (p[0] is None, p[0] or 0.0, p[1] is None, -(p[1] or 0.0)),
     )
-    assert shown == pytest.approx(want, abs=0.005)
+    assert len(shown) == len(want) and any(lp is not None for lp, _ in want)
+    for (lp, h), (wlp, wh) in zip(shown, want, strict=True):
+        assert (lp is None, h is None) == (wlp is None, wh is None)
+        assert (lp or 0.0, h or 0.0) == pytest.approx((wlp or 0.0, wh or 0.0), abs=0.005)
 
     ok = [r for r in rows if r["status"] == "ok"]
     page = client.get("/answers", params={"status": "ok"}).text
@@ -217,7 +224,7 @@ def test_answer_view_lists_the_answer_steps_views(review_fx: ReviewFx) -> None:
     doc_id = "e" * 64
     views = [
         {"scale": 1.0, "page": False, "answer": "INV-23347", "logprob": -4.53},
-        {"scale": 0.9, "page": False, "answer": "INV-23447", "logprob": -1.13},
+        {"scale": 0.9, "page": False, "answer": "INV-23447", "logprob": -1.2},
     ]
     g = grounded("q_total", "What is the total?", "INV-23447", [Box(0.1, 0.1, 0.3, 0.2)])
     g = dataclasses.replace(g, extra={**g.extra, "read_views": views})
@@ -237,5 +244,6 @@ def test_answer_view_lists_the_answer_steps_views(review_fx: ReviewFx) -> None:
     tds = re.findall(r"<td[^>]*>(.*?)</td>", table, flags=re.S)
     cells = [html.unescape(re.sub(r"<[^>]+>", "", td)).strip() for td in tds]
     assert cells[1] == "INV-23347" and cells[2] == "-4.53"
-    assert cells[4] == "INV-23447 kept" and cells[5] == "-1.13"
+    assert cells[4] == "INV-23447 kept" and cells[5] == "-1.20"
+    assert re.search(r'id="answer-logprob">-0\.60<', page)  # -1.2 over two views
     assert "crops alone" in cells[0] and cells[3].startswith("0.9×")

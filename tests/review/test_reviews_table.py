@@ -154,8 +154,10 @@ def test_accuracy_by_config_and_unreviewed(review_fx: ReviewFx) -> None:
     assert {(r["run_id"], r["work_key"]) for r in pending} == {
         (r["run_id"], r["work_key"]) for r in want
     }
-    ent = [r["entropy_after"] for r in pending]
-    assert ent == sorted(ent, reverse=True)
+    # least confident first, as the review page: log-likelihood per view, then entropy
+    key = [(r["answer_logprob"] is None, r["answer_logprob"] or 0.0, -r["entropy_after"])
+           for r in pending]  # fmt: skip
+    assert key == sorted(key)
 
 
 def test_egr_query_sees_the_reviews_table(review_fx: ReviewFx) -> None:

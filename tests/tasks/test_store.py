@@ -304,4 +304,6 @@ def test_the_answer_steps_views_round_trip_as_json(fx: Fixture) -> None:
     rows = fx.store.read("answers").to_pylist()
     (mine,) = [r for r in rows if r["run_id"] == "r-reads"]
     assert json.loads(mine["reads"]) == views
-    assert all(r["reads"] is None for r in rows if r["run_id"] != "r-reads")  # read once
+    assert mine["answer_logprob"] == pytest.approx(-0.25 / 2)  # the kept answer's, per view
+    once = [r for r in rows if r["run_id"] != "r-reads" and r["question_id"] == "q_due"]
+    assert once and all(r["reads"] is None and r["answer_logprob"] is None for r in once)
