@@ -15,6 +15,18 @@ from egr_core.errors import EgrError
 #: Item statuses that are not failures.
 SUCCESS = frozenset({"ok", "no_evidence"})
 
+#: An answer is *unsure* when its log-likelihood per view read is below this (nats; the answer
+#: step's confidence, answers.answer_logprob) or its first-token entropy after grounding is above
+#: :data:`UNSURE_ENTROPY`: the defaults of sql/low_confidence.sql, which lists them.
+UNSURE_LOGPROB = -1.5
+UNSURE_ENTROPY = 1.0
+
+
+def is_unsure(answer: Mapping[str, Any]) -> bool:
+    """Whether an answers row is one sql/low_confidence.sql lists with its default thresholds."""
+    lp, h = answer.get("answer_logprob"), answer.get("entropy_after")
+    return (lp is not None and lp < UNSURE_LOGPROB) or (h is not None and h > UNSURE_ENTROPY)
+
 
 @dataclass(frozen=True, slots=True)
 class DocOutcome:
@@ -28,6 +40,7 @@ class DocOutcome:
     written: bool = True  # its rows were committed
     truncated: bool = False  # longer than max_pages: only the first pages were processed
     skipped: int = 0  # pending items another run committed first (not redone)
+    unsure: int = 0  # answers the model was unsure of (:func:`is_unsure`)
 
     @property
     def n_items(self) -> int:
@@ -36,16 +49,6 @@ class DocOutcome:
     @property
     def n_failed(self) -> int:
         return sum(n for s, n in self.statuses.items() if s not in SUCCESS)
-
-
-def outcome_of(rows: Mapping[str, Sequence[Mapping[str, Any]]], written: bool = True) -> DocOutcome:
-    """The outcome of one document's write group (its ``{table: rows}``)."""
-    doc = rows["documents"][0]
-    statuses = Counter(str(r["status"]) for r in rows.get("answers", []))
-    return DocOutcome(
-        doc["uri"], doc["status"], len(rows.get("pages", [])), dict(statuses), doc.get("error"),
-        written, bool(doc.get("truncated")),
-    )  # fmt: skip
 
 
 def crashed(uri: str, n_items: int, exc: BaseException) -> DocOutcome:
@@ -82,6 +85,10 @@ class RunSummary:
         return sum(d.n_pages for d in self.docs)
 
     @property
+    def n_unsure(self) -> int:
+        return sum(d.unsure for d in self.docs)
+
+    @property
     def failure_rate(self) -> float:
         return self.n_failed / self.n_items if self.n_items else 0.0
 
@@ -105,6 +112,7 @@ class RunSummary:
             "items": self.n_items,
             "failed_items": self.n_failed,
             "skipped_items": self.n_skipped,
+            "unsure_items": self.n_unsure,
             **{f"status:{k}": v for k, v in self.statuses.items()},
         }
 
@@ -123,7 +131,8 @@ class RunSummary:
         per_page = f", {spp:.2f} s/page" if spp is not None else ""
         return (
             f"run {self.run_id}: {len(self.docs)} documents, {self.n_pages} pages, "
-            f"{self.n_items} items ({self.n_failed} failed, {self.n_skipped} already done) "
+            f"{self.n_items} items ({self.n_failed} failed, {self.n_skipped} already done, "
+            f"{self.n_unsure} unsure) "
             f"in {self.elapsed_s:.1f} s{per_page}; failure rate {self.failure_rate:.1%}"
         )
 

@@ -28,7 +28,7 @@ from egr_pipeline.rasterize import RasterizedDoc, open_view
 from egr_pipeline.records import RunContext, merge, work_key
 from egr_pipeline.slots import RunCancelled, SlotTimeout, model_slot
 from egr_pipeline.store import Store
-from egr_pipeline.summary import DocOutcome
+from egr_pipeline.summary import SUCCESS, DocOutcome, is_unsure
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +62,7 @@ class _Doc:
     statuses: Counter = field(default_factory=Counter)
     head: dict[str, list[dict]] | None = None
     skipped: int = 0  # keys another run committed first
+    unsure: int = 0  # committed answers the model was unsure of (summary.is_unsure)
     stopped: bool = False
 
 
@@ -80,7 +81,9 @@ def _commit(store: Store, ctx: RunContext, spec: WorkSpec, st: _Doc, rows: dict)
             log.warning("%s: commit failed (%s), retrying", st.doc.uri, exc)
             time.sleep(0.5 * 2**attempt)
     st.head = None
-    st.statuses.update(str(r["status"]) for r in rows.get("answers", []))
+    answers = rows.get("answers", [])
+    st.statuses.update(str(r["status"]) for r in answers)
+    st.unsure += sum(1 for r in answers if r["status"] in SUCCESS and is_unsure(r))
 
 
 def _outcome(st: _Doc) -> DocOutcome:
@@ -88,7 +91,7 @@ def _outcome(st: _Doc) -> DocOutcome:
     status = d.status if not st.stopped else f"{d.status}, stopped"
     return DocOutcome(
         d.uri, status, len(d.pages), dict(st.statuses), d.error, written=bool(st.statuses),
-        truncated=d.truncated, skipped=st.skipped,
+        truncated=d.truncated, skipped=st.skipped, unsure=st.unsure,
     )  # fmt: skip
 
 

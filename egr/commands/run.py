@@ -93,6 +93,12 @@ def print_summary(summary: Any, console: Console, storage: dict[str, Any] | None
     flags = f"--out {shlex.quote(out)}{storage_flags(storage or {}) if is_remote(out) else ''}"
     console.print(f'\nNext: [bold]egr query "{sql}" {flags}[/bold]', soft_wrap=True)  # ids: [\w-]
     console.print(f"      [bold]egr show {flags} --doc DOC --question QID[/bold]", soft_wrap=True)
+    if summary.n_unsure:
+        console.print(
+            f"      [bold]egr query {flags} low_confidence.sql[/bold]  "
+            f"({summary.n_unsure} of this run's answers look unsure; least likely first)",
+            soft_wrap=True,
+        )
 
 
 def summary_table(summary: Any) -> Table:

@@ -135,7 +135,7 @@ def test_the_summary_table_is_readable_at_80_columns() -> None:
     names = ["scanner-output-2026-01-01-department-of-claims-batch-0042.pdf", "a.pdf"]
     docs = (
         DocOutcome(f"/in/{names[0]}", "ok", 12, {"ok": 1000, "no_evidence": 20, "timeout": 3},
-                   truncated=True),
+                   truncated=True, unsure=170),
         DocOutcome(f"/in/{names[1]}", "encrypted", 0, {"encrypted": 18}),
     )  # fmt: skip
     summary = RunSummary("20260101T000000Z-abcdef", "out", "m", "c", 2, 0, docs, 12.0)
@@ -153,3 +153,5 @@ def test_the_summary_table_is_readable_at_80_columns() -> None:
     for value in ("1000", "ok, truncated", "encrypted", "TOTAL", "2 docs"):
         assert value in table, (value, table)
     assert table.count("21") == 1  # the TOTAL row's failed items (3 + 18)
+    assert "170 unsure" in text  # the headline
+    assert "low_confidence.sql" in text and "170 of this run's answers look unsure" in text

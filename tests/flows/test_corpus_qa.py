@@ -12,7 +12,7 @@ from pdf_bombs import hang_pdf
 from egr_pipeline import models
 from egr_pipeline.rasterize import render_pool
 from egr_pipeline.store import Store
-from egr_pipeline.summary import FailureRateExceeded
+from egr_pipeline.summary import FailureRateExceeded, is_unsure
 from flows.corpus_qa import run_corpus_qa
 from flows.params import RunParams
 
@@ -89,6 +89,7 @@ def test_run_writes_tables_bad_documents_are_rows_rerun_skips_and_gate_fails(
     pages = store.read("pages").to_pylist()
     assert Counter(r["doc_id"] for r in pages)[report["doc_id"]] == 2
     assert first.n_items == 8 and first.n_failed == 4 and first.n_skipped == 0
+    assert first.n_unsure == sum(is_unsure(r) for r in good)  # as low_confidence.sql
     run = store.run_rows()[first.run_id]
     assert run["phase"] == "end" and run["status"] == "partial"
     assert '"max_pages": 2' in run["config"]

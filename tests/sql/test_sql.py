@@ -243,3 +243,16 @@ def test_unreviewed_is_least_confident_first(fx: Fixture) -> None:
         rows[0]["answer_logprob"] is not None
         and rows[0]["entropy_after"] < rows[-1]["entropy_after"]
     )
+
+
+def test_the_run_summary_counts_unsure_answers_as_low_confidence_sql_lists_them(
+    fx: Fixture,
+) -> None:
+    """``egr run``'s "unsure" column uses the thresholds that low_confidence.sql defaults to:
+    the same answers, counted from the rows the run wrote."""
+    from egr_pipeline.summary import is_unsure
+
+    listed = {(r["doc_id"], r["question_id"]) for r in q(fx, "low_confidence.sql")}
+    rows = q(fx, "SELECT * FROM answers_latest WHERE status IN ('ok', 'no_evidence')")
+    assert {(r["doc_id"], r["question_id"]) for r in rows if is_unsure(r)} == listed
+    assert listed and not all(is_unsure(r) for r in q(fx, "SELECT * FROM answers"))
