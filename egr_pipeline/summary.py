@@ -6,7 +6,7 @@ The same rows feed the Prefect table artifact and the CLI table, so both always 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
