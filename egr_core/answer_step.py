@@ -6,7 +6,8 @@ that prompt's greedy answer is the answer. With ``answer_page`` off the crops ar
 a prompt of their own; with ``read_scales`` they are also re-cut around the same regions and
 peaks at multiples of the legible scale. Each view is read greedily, and with several views every
 view's answer is scored in every view by teacher forcing (``adapter.answer_logprob``): the highest
-summed log-likelihood is the answer.
+summed log-likelihood is the answer. A view's own answer is scored as it is decoded when the
+adapter can (``batch_generate_scored``), so views that agree cost no teacher-forced pass.
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ from egr_core.types import Box, Question, Region
 
 class AnswerStep:
     """The answer step's own reads with the model, adapter and config of ``steps`` (owned by the
-    method object; ``stats`` are its counters: reread_views, answer_scorings)."""
+    method object; ``stats`` are its counters: reread_views, answer_scorings (teacher-forced
+    passes), answer_scores_from_decoding (a view's own answer, scored as it was decoded))."""
 
     def __init__(self, steps: RoundRunner, stats: Counter[str]) -> None:
         adapter = steps.adapter
@@ -81,17 +83,22 @@ class AnswerStep:
                 call, Ask(q, tuple(boxes[: len(crops)]), 1), view_cfg, with_page=cfg.answer_page
             )
             views.append((scale, RoundData(prep, embeds, float("nan"), (), timings)))
-        texts += [a for a, _ in self.steps.generate([d for _, d in views[len(texts) :]])]
+        own = self._read(views, texts)  # (view, its answer) -> log-likelihood from decoding
         self.stats["reread_views"] += len(views) - (1 if cfg.answer_page else 0)
         totals = {c: 0.0 for c in texts}  # insertion order: the legible scale's answer first
         if len(views) > 1:
             for c in totals:
-                ids = self.answer_ids(c)
-                for _, d in views:
+                ids = None
+                for v, (_, d) in enumerate(views):
+                    if (v, c) in own:
+                        totals[c] += own[(v, c)]
+                        self.stats["answer_scores_from_decoding"] += 1
+                        continue
+                    ids = self.answer_ids(c) if ids is None else ids
                     totals[c] += self.adapter.answer_logprob(  # type: ignore[attr-defined]
                         self.model, d.prepared, d.embeds, ids
                     )
-            self.stats["answer_scorings"] += len(totals) * len(views)
+                    self.stats["answer_scorings"] += 1
         best = max(totals, key=lambda c: totals[c])  # first of equals: dict order
         scored = len(views) > 1
         described = [
@@ -102,6 +109,30 @@ class AnswerStep:
             for (sc, _), a in zip(views, texts, strict=True)
         ]  # fmt: skip
         return best, ms(t), described
+
+    def _read(
+        self, views: list[tuple[float, RoundData]], texts: list[str]
+    ) -> dict[tuple[int, str], float]:
+        """Greedy answers of the views after the first ``len(texts)`` (appended to ``texts``).
+        When the adapter scores its own decoding, each view's log-likelihood of its own answer
+        comes with it: returned by (view index, answer) when the decoded ids are the ids
+        teacher forcing would score (:meth:`answer_ids`), so that pass is skipped."""
+        start = len(texts)
+        fresh = [d for _, d in views[start:]]
+        decoded = self.steps.generate_scored(fresh)
+        if decoded is None:
+            texts += [a for a, _ in self.steps.generate(fresh)]
+            return {}
+        own: dict[tuple[int, str], float] = {}
+        for v, d in enumerate(decoded, start=start):
+            texts.append(d.text)
+            try:
+                same = tuple(self.answer_ids(d.text).tolist()) == tuple(d.ids)
+            except ValueError:  # an empty answer with no end-of-sequence token
+                same = False
+            if same:
+                own[(v, d.text)] = d.logprob
+        return own
 
     def answer_ids(self, text: str) -> torch.Tensor:
         """Token ids (n,) of an answer as the model would end it: the text, then end-of-sequence."""

@@ -28,7 +28,7 @@ from PIL import Image
 
 from egr_core import layout
 from egr_core.adapters import PreparedInputs, VLMAdapter
-from egr_core.adapters.base import ImageCache
+from egr_core.adapters.base import Decoded, ImageCache
 from egr_core.config import EgrConfig
 from egr_core.errors import TokenLayoutMismatchError
 from egr_core.imaging import CropFn, crop_long_side
@@ -282,6 +282,25 @@ class RoundRunner:
             self.stats["generations"] += len(idx)
             share = ms(t) / len(idx)
             return [(text, share) for text in texts]
+
+        return self._batched(run, [int(d.embeds.shape[1]) for d in datas])
+
+    def generate_scored(self, datas: Sequence[RoundData]) -> list[Decoded] | None:
+        """Greedy answers from rounds' inputs with their token ids and summed log-probability
+        (batched like :meth:`generate`); None when the adapter cannot score its own decoding
+        (``batch_generate_scored``)."""
+        batch = getattr(self.adapter, "batch_generate_scored", None)
+        if batch is None:
+            return None
+
+        def run(idx: list[int]) -> list[Decoded]:
+            preps = [datas[i].prepared for i in idx]
+            embeds = [datas[i].embeds for i in idx]
+            with torch.no_grad():
+                out = batch(self.model, self.processor, preps, embeds, self.config.max_new_tokens)
+            self.stats["generations"] += len(idx)
+            self.stats["batches"] += 1
+            return list(out)
 
         return self._batched(run, [int(d.embeds.shape[1]) for d in datas])
 

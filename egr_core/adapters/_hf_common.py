@@ -17,7 +17,7 @@ import torch
 from PIL import Image
 from transformers import BatchFeature
 
-from egr_core.adapters.base import ImageCache
+from egr_core.adapters.base import Decoded, ImageCache
 from egr_core.errors import InputError, TokenLayoutMismatchError
 
 
@@ -241,6 +241,34 @@ def greedy_generate_with_logits(
 ) -> tuple[str, torch.Tensor]:
     """:func:`greedy_generate` plus the raw logits (1, V) float32 of the first generated token,
     i.e. of the prefill (the same values :func:`last_logits` gives for these embeddings)."""
+    text, first, _ = _greedy(model, processor, prepared_inputs, inputs_embeds, max_new_tokens)
+    return text, first
+
+
+def greedy_generate_scored(
+    model: Any,
+    processor: Any,
+    prepared_inputs: dict[str, Any],
+    inputs_embeds: torch.Tensor,
+    max_new_tokens: int,
+) -> Decoded:
+    """:func:`greedy_generate` with the generated ids and their summed log-probability under the
+    raw logits of each step (what teacher forcing those ids would give)."""
+    text, _, (ids, logprob) = _greedy(
+        model, processor, prepared_inputs, inputs_embeds, max_new_tokens
+    )
+    return Decoded(text, ids, logprob)
+
+
+def _greedy(
+    model: Any,
+    processor: Any,
+    prepared_inputs: dict[str, Any],
+    inputs_embeds: torch.Tensor,
+    max_new_tokens: int,
+) -> tuple[str, torch.Tensor, tuple[tuple[int, ...], float]]:
+    """The model's own greedy ``generate`` from ``inputs_embeds``: the text, the prefill's logits
+    (1, V) float32, and the generated ids with their summed log-probability."""
     input_ids = prepared_inputs["input_ids"].to(inputs_embeds.device)  # (1, T)
     attention_mask = prepared_inputs["attention_mask"].to(inputs_embeds.device)  # (1, T)
     with torch.no_grad():
@@ -256,7 +284,10 @@ def greedy_generate_with_logits(
         )
     new_tokens = out.sequences[:, input_ids.shape[1] :]  # (1, new)
     text = str(processor.batch_decode(new_tokens, skip_special_tokens=True)[0]).strip()
-    return text, out.logits[0].float()  # (1, V)
+    ids = tuple(int(t) for t in new_tokens[0])
+    steps = zip(out.logits, ids, strict=True)  # the raw logits of each generated token
+    logprob = sum(float(step.float().log_softmax(-1)[0, tok]) for step, tok in steps)
+    return text, out.logits[0].float(), (ids, logprob)  # (1, V)
 
 
 def image_sizes_of(images: Sequence[Image.Image]) -> tuple[tuple[int, int], ...]:
@@ -300,6 +331,20 @@ class DecoderMixin:
         return greedy_generate_with_logits(
             model, processor, prepared.model_inputs, inputs_embeds, max_new_tokens
         )
+
+    def batch_generate_scored(
+        self,
+        model: Any,
+        processor: Any,
+        preps: Sequence[Any],
+        embeds: Sequence[torch.Tensor],
+        max_new_tokens: int,
+    ) -> list[Decoded]:
+        """Greedy answers with their ids and summed log-probability, one prompt at a time."""
+        return [
+            greedy_generate_scored(model, processor, p.model_inputs, e, max_new_tokens)
+            for p, e in zip(preps, embeds, strict=True)
+        ]
 
     def answer_logprob(
         self, model: Any, prepared: Any, inputs_embeds: torch.Tensor, ids: torch.Tensor

@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from egr_core.adapters.base import PreparedInputs
+from egr_core.adapters.base import Decoded, PreparedInputs
 
 
 class MRopeDecoder:
@@ -165,9 +165,10 @@ class MRopeDecoder:
         preps: Sequence[PreparedInputs],
         embeds: Sequence[torch.Tensor],
         max_new_tokens: int,
-    ) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    ) -> list[tuple[torch.Tensor, torch.Tensor, float]]:
         """Greedy decoding of B right-padded prompts together: per prompt, the generated ids (n,)
-        (up to and including EOS) and the float32 logits (1, V) of the prefill."""
+        (up to and including EOS), the float32 logits (1, V) of the prefill, and the summed
+        log-probability of the generated ids (what teacher forcing them would give)."""
         eos = model.generation_config.eos_token_id
         eos_ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
         dec, table = self.decoder(model), model.get_input_embeddings()
@@ -184,13 +185,16 @@ class MRopeDecoder:
                 attn[b, :length] = 1
             next_pos = positions.amax(dim=(0, 2)) + 1  # (B,)
             ids: list[list[int]] = [[] for _ in range(n)]
+            logp = [0.0] * n
             done = [False] * n
             logits = first
             for _ in range(max_new_tokens):
                 toks = logits.argmax(-1)  # (B,)
+                picked = logits.log_softmax(-1).gather(1, toks.view(n, 1))[:, 0]  # (B,)
                 for b in range(n):
                     if not done[b]:
                         ids[b].append(int(toks[b]))
+                        logp[b] += float(picked[b])
                         done[b] = int(toks[b]) in eos_ids
                 if all(done):
                     break
@@ -202,7 +206,9 @@ class MRopeDecoder:
                     use_cache=True, **_cache_kwargs(dec, out),
                 )  # fmt: skip
                 logits = model.lm_head(out.last_hidden_state[:, -1, :]).float()  # (B, V)
-        return [(torch.tensor(ids[b], dtype=torch.long), first[b : b + 1]) for b in range(n)]
+        return [
+            (torch.tensor(ids[b], dtype=torch.long), first[b : b + 1], logp[b]) for b in range(n)
+        ]
 
     def batch_generate_with_logits(
         self,
@@ -216,7 +222,23 @@ class MRopeDecoder:
         decode = processor.tokenizer.decode
         return [
             (decode(ids.tolist(), skip_special_tokens=True).strip(), first)
-            for ids, first in self._greedy(model, preps, embeds, max_new_tokens)
+            for ids, first, _ in self._greedy(model, preps, embeds, max_new_tokens)
+        ]
+
+    def batch_generate_scored(
+        self,
+        model: Any,
+        processor: Any,
+        preps: Sequence[PreparedInputs],
+        embeds: Sequence[torch.Tensor],
+        max_new_tokens: int,
+    ) -> list[Decoded]:
+        """Greedy answers of B prompts decoded together, each with its generated ids and their
+        summed log-probability (the answer step scores a view's own answer from its decoding)."""
+        decode = processor.tokenizer.decode
+        return [
+            Decoded(decode(ids.tolist(), skip_special_tokens=True).strip(), tuple(ids.tolist()), lp)
+            for ids, _, lp in self._greedy(model, preps, embeds, max_new_tokens)
         ]
 
     def generate_with_logits(

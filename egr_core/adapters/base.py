@@ -17,7 +17,10 @@ view plus zero or more crops::
 
 Optional: ``adapter.answer_logprob(model, prep, embeds, ids)``, the summed log-probability of
 answer tokens ``ids`` (n,) after the prompt (teacher forcing), which ``EgrConfig.read_scales``
-needs to compare one answer's views (every built-in adapter has it).
+needs to compare one answer's views (every built-in adapter has it); and
+``adapter.batch_generate_scored(model, processor, preps, embeds, n)``, greedy answers with their
+ids and summed log-probability (:class:`Decoded`), which spares the answer step the teacher-forced
+pass of each view's own answer.
 
 Counts are checked loudly by the core: ``len(prep.image_positions) == prep.layout.n_tokens`` and
 ``sum(len(f) for f in feats) == len(prep.image_positions)``, else ``TokenLayoutMismatchError``.
@@ -29,7 +32,7 @@ import hashlib
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Protocol, runtime_checkable
+from typing import Any, ClassVar, NamedTuple, Protocol, runtime_checkable
 
 import torch
 from PIL import Image
@@ -61,6 +64,15 @@ class PreparedInputs:
     image_sizes: tuple[tuple[int, int], ...]
     cache_keys: tuple[Any, ...]
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Decoded(NamedTuple):
+    """A greedy answer: its text (special tokens dropped, stripped), the generated token ids (up
+    to and including end-of-sequence when it came) and their summed log-probability."""
+
+    text: str
+    ids: tuple[int, ...]
+    logprob: float
 
 
 def pixel_digest(image: Image.Image) -> tuple[int, int, str]:

@@ -353,3 +353,31 @@ def test_answer_logprob_matches_the_model_forward_on_the_whole_sequence(
             assert ours == pytest.approx(ref, rel=1e-4, abs=1e-4)
             scores.append(ours)
     assert scores[0] != pytest.approx(scores[1], abs=1e-6)
+
+
+def test_scored_decoding_is_generate_plus_the_teacher_forced_log_probability(
+    tiny: TinyVLM, page: Image.Image
+) -> None:
+    """The answer step's scored decoding: the same answer as generate, its ids, and the summed
+    log-probability answer_logprob gives those ids by teacher forcing (so the answer step may
+    skip that pass for a view's own answer); two prompts decoded together agree with one each."""
+    preps = [
+        tiny.adapter.prepare(tiny.processor, [page, page.crop((0, 0, 150, 120))], QUESTION),
+        tiny.adapter.prepare(tiny.processor, [page.crop((20, 10, 170, 130))], QUESTION),
+    ]
+    with torch.no_grad():
+        embeds = [tiny.adapter.embed(tiny.model, p, _encode_all(tiny, p)) for p in preps]
+        both = tiny.adapter.batch_generate_scored(tiny.model, tiny.processor, preps, embeds, 6)
+        for prep, emb, got in zip(preps, embeds, both, strict=True):
+            (alone,) = tiny.adapter.batch_generate_scored(
+                tiny.model, tiny.processor, [prep], [emb], 6
+            )
+            assert (
+                got.text
+                == alone.text
+                == tiny.adapter.generate(tiny.model, tiny.processor, prep, emb, 6)
+            )
+            assert got.ids == alone.ids and 1 <= len(got.ids) <= 6
+            forced = tiny.adapter.answer_logprob(tiny.model, prep, emb, torch.tensor(got.ids))
+            assert got.logprob == pytest.approx(forced, rel=1e-4, abs=1e-4)
+            assert alone.logprob == pytest.approx(got.logprob, rel=1e-4, abs=1e-4)
