@@ -255,7 +255,7 @@ def greedy_generate_scored(
     """:func:`greedy_generate` with the generated ids and their summed log-probability under the
     raw logits of each step (what teacher forcing those ids would give)."""
     text, _, (ids, logprob) = _greedy(
-        model, processor, prepared_inputs, inputs_embeds, max_new_tokens
+        model, processor, prepared_inputs, inputs_embeds, max_new_tokens, scored=True
     )
     return Decoded(text, ids, logprob)
 
@@ -266,9 +266,11 @@ def _greedy(
     prepared_inputs: dict[str, Any],
     inputs_embeds: torch.Tensor,
     max_new_tokens: int,
+    scored: bool = False,
 ) -> tuple[str, torch.Tensor, tuple[tuple[int, ...], float]]:
     """The model's own greedy ``generate`` from ``inputs_embeds``: the text, the prefill's logits
-    (1, V) float32, and the generated ids with their summed log-probability."""
+    (1, V) float32, and the generated ids with (``scored``; else 0.0) their summed
+    log-probability."""
     input_ids = prepared_inputs["input_ids"].to(inputs_embeds.device)  # (1, T)
     attention_mask = prepared_inputs["attention_mask"].to(inputs_embeds.device)  # (1, T)
     with torch.no_grad():
@@ -285,8 +287,10 @@ def _greedy(
     new_tokens = out.sequences[:, input_ids.shape[1] :]  # (1, new)
     text = str(processor.batch_decode(new_tokens, skip_special_tokens=True)[0]).strip()
     ids = tuple(int(t) for t in new_tokens[0])
-    steps = zip(out.logits, ids, strict=True)  # the raw logits of each generated token
-    logprob = sum(float(step.float().log_softmax(-1)[0, tok]) for step, tok in steps)
+    logprob = 0.0
+    if scored:  # the raw logits of each generated token
+        steps = zip(out.logits, ids, strict=True)
+        logprob = sum(float(step.float().log_softmax(-1)[0, tok]) for step, tok in steps)
     return text, out.logits[0].float(), (ids, logprob)  # (1, V)
 
 

@@ -165,10 +165,12 @@ class MRopeDecoder:
         preps: Sequence[PreparedInputs],
         embeds: Sequence[torch.Tensor],
         max_new_tokens: int,
+        scored: bool = False,
     ) -> list[tuple[torch.Tensor, torch.Tensor, float]]:
         """Greedy decoding of B right-padded prompts together: per prompt, the generated ids (n,)
-        (up to and including EOS), the float32 logits (1, V) of the prefill, and the summed
-        log-probability of the generated ids (what teacher forcing them would give)."""
+        (up to and including EOS), the float32 logits (1, V) of the prefill, and (``scored``;
+        else 0.0) the summed log-probability of the generated ids (what teacher forcing them
+        would give)."""
         eos = model.generation_config.eos_token_id
         eos_ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
         dec, table = self.decoder(model), model.get_input_embeddings()
@@ -190,11 +192,12 @@ class MRopeDecoder:
             logits = first
             for _ in range(max_new_tokens):
                 toks = logits.argmax(-1)  # (B,)
-                picked = logits.log_softmax(-1).gather(1, toks.view(n, 1))[:, 0]  # (B,)
+                if scored:
+                    picked = logits.log_softmax(-1).gather(1, toks.view(n, 1))[:, 0]  # (B,)
                 for b in range(n):
                     if not done[b]:
                         ids[b].append(int(toks[b]))
-                        logp[b] += float(picked[b])
+                        logp[b] += float(picked[b]) if scored else 0.0
                         done[b] = int(toks[b]) in eos_ids
                 if all(done):
                     break
@@ -238,7 +241,7 @@ class MRopeDecoder:
         decode = processor.tokenizer.decode
         return [
             Decoded(decode(ids.tolist(), skip_special_tokens=True).strip(), tuple(ids.tolist()), lp)
-            for ids, _, lp in self._greedy(model, preps, embeds, max_new_tokens)
+            for ids, _, lp in self._greedy(model, preps, embeds, max_new_tokens, scored=True)
         ]
 
     def generate_with_logits(
